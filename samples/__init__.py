@@ -1,0 +1,1 @@
+"""Runnable sample applications (Bookinfo, httpbin) used by the tasks and tests."""

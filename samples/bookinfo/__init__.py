@@ -1,0 +1,1 @@
+"""Bookinfo: four small services that behave like Istio's Bookinfo sample."""

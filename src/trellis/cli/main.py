@@ -1,0 +1,41 @@
+"""The `trellis` command: one typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from trellis.cli import config, demo, mesh, proxy, workloads
+from trellis.cli.output import err_console
+from trellis.errors import TrellisError
+
+app = typer.Typer(
+    name="trellis",
+    help="Trellis: an Istio-compatible service mesh. Start with `trellis demo`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(mesh.up)
+app.command()(mesh.down)
+app.command()(mesh.status)
+app.command()(demo.demo)
+app.command()(workloads.run)
+app.command("exec")(workloads.exec_)
+app.command()(workloads.ps)
+app.command()(workloads.logs)
+app.command()(workloads.stop)
+app.command()(config.apply)
+app.command()(config.delete)
+app.command()(config.get)
+app.command("proxy-status")(proxy.proxy_status)
+app.command("proxy-config")(proxy.proxy_config)
+
+
+def main() -> None:
+    try:
+        app()
+    except TrellisError as e:
+        err_console.print(f"error: {e}", markup=False)
+        sys.exit(1)

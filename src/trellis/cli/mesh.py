@@ -1,0 +1,227 @@
+"""`trellis up | down | status | demo`: the one-machine mesh's life cycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from trellis.cli.common import StateDirOption, layout_for, mesh_info, runtime, trellisd
+from trellis.cli.output import Format, console, err_console, print_items
+from trellis.errors import Conflict, RuntimeProblem, TrellisError
+from trellis.runtime.children import log_tail
+from trellis.runtime.layout import Layout, MeshInfo
+from trellis.runtime.netns import choose_subnet, host_networks, mesh_prefix, teardown
+
+UP_TIMEOUT_S = 90.0
+
+
+def up(
+    state_dir: Path | None = StateDirOption,
+    ingress_port: int = typer.Option(
+        8080, "--ingress-port", help="Host port of the ingress gateway"
+    ),
+    egress_gateway: bool = typer.Option(
+        False, "--egress-gateway", help="Also run the egress gateway"
+    ),
+    capture: str = typer.Option("iptables", "--capture", help="iptables (root) or proxy"),
+) -> None:
+    """Start the mesh: trellisd and the ingress gateway, in the background; return when ready."""
+    layout = layout_for(state_dir)
+    start_mesh(layout, ingress_port=ingress_port, egress_gateway=egress_gateway, capture=capture)
+    info = mesh_info(layout)
+    console.print(f"Mesh is up (state dir {layout.root}, prefix {info.prefix}).")
+    console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
+
+
+def start_mesh(layout: Layout, *, ingress_port: int, egress_gateway: bool, capture: str) -> None:
+    if capture != "iptables":
+        raise RuntimeProblem(
+            "--capture=proxy is not available yet; run `trellis up` as root (iptables capture)"
+        )
+    if os.geteuid() != 0:
+        raise RuntimeProblem(
+            "trellis up needs root for network namespaces and iptables capture; run it with sudo"
+        )
+    _refuse_running_mesh(layout)
+    _clean_stale(layout)
+    _check_port_free(ingress_port)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "trellis.runtime.supervisor",
+        "--state-dir",
+        str(layout.root),
+        "--ingress-port",
+        str(ingress_port),
+        "--subnet",
+        str(choose_subnet(host_networks())),
+    ]
+    if egress_gateway:
+        argv.append("--egress-gateway")
+    with open(layout.logs / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _wait_up(layout, proc)
+
+
+def _refuse_running_mesh(layout: Layout) -> None:
+    info = MeshInfo.load(layout.mesh_file)
+    if info is not None and _alive(info.supervisor_pid):
+        raise Conflict(
+            f"a mesh is already running from {layout.root} (pid {info.supervisor_pid}); "
+            "use it, stop it with `trellis down`, or start another with --state-dir DIR"
+        )
+
+
+def _clean_stale(layout: Layout) -> None:
+    """A mesh whose supervisor died (e.g. a reboot) leaves namespaces behind: remove them."""
+    if layout.mesh_file.exists():
+        err_console.print("Cleaning up what a previous mesh left behind...")
+        _teardown(layout)
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError as e:
+            raise Conflict(
+                f"ingress port {port} is in use ({e.strerror}); free it or pass --ingress-port PORT"
+            ) from e
+
+
+def _wait_up(layout: Layout, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    with err_console.status("Starting trellisd and the ingress gateway..."):
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeProblem(
+                    "the mesh failed to start; supervisor log:\n"
+                    + log_tail(layout.logs / "supervisor.log", 25)
+                )
+            info = MeshInfo.load(layout.mesh_file)
+            if info is not None and info.ready:
+                return
+            time.sleep(0.1)
+    raise RuntimeProblem(
+        f"the mesh was not ready after {UP_TIMEOUT_S:.0f}s; see {layout.logs}/supervisor.log"
+    )
+
+
+def down(state_dir: Path | None = StateDirOption) -> None:
+    """Stop everything the mesh started and remove its namespaces, iptables rules and addresses."""
+    layout = layout_for(state_dir)
+    info = MeshInfo.load(layout.mesh_file)
+    if info is None and not layout.runtime_socket.exists():
+        console.print(f"No mesh is running from {layout.root}.")
+        return
+    with err_console.status("Stopping workloads, gateways and trellisd..."):
+        try:
+            runtime(layout).call("POST", "/shutdown", timeout=10)
+        except TrellisError:
+            pass
+        if info is not None:
+            _wait_exit(info.supervisor_pid, 60.0)
+        _teardown(layout)
+    console.print("Mesh stopped and cleaned up.")
+
+
+def _teardown(layout: Layout) -> None:
+    """Kill whatever is left by PID and remove every host object carrying the mesh's prefix."""
+    info = MeshInfo.load(layout.mesh_file)
+    for pid in _recorded_pids(layout, info):
+        _kill_group(pid)
+    teardown(info.prefix if info else mesh_prefix(layout.root))
+    for path in (
+        layout.mesh_file,
+        layout.runtime_socket,
+        layout.trellisd_socket,
+        layout.workloads_file,
+    ):
+        path.unlink(missing_ok=True)
+
+
+def _recorded_pids(layout: Layout, info: MeshInfo | None) -> list[int]:
+    pids = [info.supervisor_pid] if info else []
+    try:
+        records: dict[str, Any] = json.loads(layout.workloads_file.read_text())
+    except (OSError, ValueError):
+        records = {}
+    pids += [int(r.get("pid", 0)) for r in records.values()]
+    return [p for p in pids if p > 0]
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def status(
+    output: Format = typer.Option(Format.table, "-o", "--output"),
+    state_dir: Path | None = StateDirOption,
+) -> None:
+    """Show whether the mesh is up, its components and its proxies' sync state."""
+    layout = layout_for(state_dir)
+    info = mesh_info(layout)
+    rt = runtime(layout).call("GET", "/status")
+    if output is not Format.table:
+        print_items([], output, [], raw=[{"mesh": asdict(info), **rt}])
+        return
+    console.print(
+        f"Mesh: {'ready' if rt['ready'] else 'starting'} (state dir {layout.root}, "
+        f"prefix {info.prefix}, subnet {info.subnet})"
+    )
+    console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
+    for c in rt["components"]:
+        state = "running" if c["alive"] else "DOWN"
+        console.print(f"  {c['name']:<24} {state:<8} pid {c['pid']:<8} restarts {c['restarts']}")
+    try:
+        proxies = trellisd(layout).call("GET", "/proxy-status")["proxies"]
+        synced = sum(1 for p in proxies if p["synced"])
+        console.print(f"Proxies: {len(proxies)} connected, {synced} synced")
+    except TrellisError as e:
+        err_console.print(f"trellisd: {e}")
+    workloads = runtime(layout).call("GET", "/workloads")["items"]
+    console.print(f"Workloads: {len(workloads)}")

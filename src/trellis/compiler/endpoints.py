@@ -1,0 +1,70 @@
+"""EDS: one ClusterLoadAssignment per outbound service cluster, subsets filtered by labels.
+
+Kept independent of CDS so an endpoint-only change recompiles only this (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from trellis.compiler.protos import socket_address, struct
+from trellis.model.names import ClusterName
+from trellis.model.proxy import Proxy
+from trellis.model.push_context import PushContext, labels_match
+from trellis.model.registry import Endpoint
+
+
+def build_endpoints(
+    proxy: Proxy, push: PushContext
+) -> dict[str, endpoint_pb2.ClusterLoadAssignment]:
+    """Assignments for every `outbound|PORT|SUBSET|HOST` cluster the proxy has."""
+    assignments: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
+    for service in push.services:
+        rule = push.destination_rule(service.hostname, proxy.namespace)
+        subsets: dict[str, Mapping[str, str]] = {"": {}}
+        if rule is not None:
+            subsets.update((s.name, s.labels) for s in rule.spec.subsets)
+        for port in service.ports:
+            members = push.endpoints(service, port)
+            for subset, labels in subsets.items():
+                name = ClusterName.outbound(port.port, subset, service.hostname)
+                assignments[name] = build_load_assignment(name, _in_subset(members, labels))
+    return assignments
+
+
+def _in_subset(endpoints: Iterable[Endpoint], labels: Mapping[str, str]) -> list[Endpoint]:
+    """A subset's members; the default subset (no labels) takes every endpoint."""
+    return [e for e in endpoints if not labels or labels_match(labels, e.labels)]
+
+
+def build_load_assignment(
+    cluster: str, endpoints: Iterable[Endpoint]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """All endpoints in one locality; an empty list is valid (the cluster answers 503 UH)."""
+    lb_endpoints = [build_lb_endpoint(e) for e in endpoints]
+    localities = [endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)]
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster, endpoints=localities if lb_endpoints else []
+    )
+
+
+def build_lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
+    """One address, tagged with the workload it belongs to (Istio's `istio.workload` key)."""
+    lb_endpoint = endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=socket_address(endpoint.address, endpoint.port)
+        )
+    )
+    workload = ";".join(
+        (
+            endpoint.workload,
+            endpoint.namespace,
+            endpoint.labels.get("app", ""),
+            endpoint.labels.get("version", ""),
+            "",
+        )
+    )
+    lb_endpoint.metadata.filter_metadata["istio"].CopyFrom(struct({"workload": workload}))
+    return lb_endpoint

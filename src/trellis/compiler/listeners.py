@@ -1,0 +1,209 @@
+"""LDS for sidecars: capture listeners (15001/15006) and one listener per service port.
+
+With iptables capture every outbound connection lands on `virtualOutbound`, which hands it to
+the listener bound to its original destination: `0.0.0.0_PORT` for HTTP (routing by Host via
+RDS `PORT`) or `VIP_PORT` for TCP. Inbound connections land on `virtualInbound` and are
+matched by destination port. Gateways are in `gateway.py`.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from google.protobuf import wrappers_pb2
+
+from trellis.api.networking import TCPRoute, VirtualService
+from trellis.compiler.destinations import RouteScope, selects_proxy, weighted_clusters
+from trellis.compiler.filters import (
+    build_http_connection_manager,
+    build_tcp_proxy,
+    original_dst_listener_filter,
+    router_filter,
+)
+from trellis.compiler.gateway import build_gateway_listeners
+from trellis.compiler.protos import duration, socket_address
+from trellis.compiler.retries import inbound_retry_policy
+from trellis.model import names
+from trellis.model.names import ClusterName, ListenerName, RouteConfigName
+from trellis.model.proxy import Proxy, ProxyType
+from trellis.model.push_context import PushContext
+from trellis.model.registry import Service, ServicePort
+from trellis.model.snapshot import MeshConfig, OutboundPolicy
+
+_OUTBOUND = base_pb2.TrafficDirection.OUTBOUND
+_INBOUND = base_pb2.TrafficDirection.INBOUND
+
+
+def build_listeners(proxy: Proxy, push: PushContext) -> dict[str, listener_pb2.Listener]:
+    """Every listener this proxy should have, by name."""
+    if proxy.type == ProxyType.ROUTER:
+        listeners = build_gateway_listeners(proxy, push)
+    else:
+        listeners = [
+            build_virtual_outbound(push.mesh),
+            build_virtual_inbound(proxy, push),
+            *build_outbound_listeners(proxy, push),
+        ]
+    return {listener.name: listener for listener in listeners}
+
+
+def build_virtual_outbound(mesh: MeshConfig) -> listener_pb2.Listener:
+    """15001: captured outbound traffic; unknown destinations go by the outbound policy."""
+    fallback = (
+        names.PASSTHROUGH if mesh.outbound_policy == OutboundPolicy.ALLOW_ANY else names.BLACKHOLE
+    )
+    return listener_pb2.Listener(
+        name=names.VIRTUAL_OUTBOUND,
+        address=socket_address(names.WILDCARD_ADDRESS, names.VIRTUAL_OUTBOUND_PORT),
+        use_original_dst=wrappers_pb2.BoolValue(value=True),
+        traffic_direction=_OUTBOUND,
+        listener_filters=[original_dst_listener_filter()],
+        default_filter_chain=listener_components_pb2.FilterChain(
+            name=fallback, filters=[build_tcp_proxy(fallback, [(fallback, 100)], mesh)]
+        ),
+    )
+
+
+def build_outbound_listeners(proxy: Proxy, push: PushContext) -> list[listener_pb2.Listener]:
+    """`0.0.0.0_PORT` per HTTP port, `VIP_PORT` per TCP service port (first one wins a name)."""
+    listeners: dict[str, listener_pb2.Listener] = {}
+    for service in push.services:
+        for port in service.ports:
+            listener = _outbound_listener(proxy, push, service, port)
+            listeners.setdefault(listener.name, listener)
+    return list(listeners.values())
+
+
+def _outbound_listener(
+    proxy: Proxy, push: PushContext, service: Service, port: ServicePort
+) -> listener_pb2.Listener:
+    if port.protocol.is_http:
+        return build_outbound_http_listener(port.port, push.mesh)
+    return build_outbound_tcp_listener(proxy, push, service, port)
+
+
+def build_outbound_http_listener(port: int, mesh: MeshConfig) -> listener_pb2.Listener:
+    manager = build_http_connection_manager(
+        names.outbound_stat_prefix(port), mesh, rds_name=RouteConfigName.sidecar(port)
+    )
+    return _outbound_port_listener(
+        ListenerName.wildcard(port), names.WILDCARD_ADDRESS, port, manager
+    )
+
+
+def build_outbound_tcp_listener(
+    proxy: Proxy, push: PushContext, service: Service, port: ServicePort
+) -> listener_pb2.Listener:
+    """tcp_proxy to the service's cluster, or to a mesh VirtualService's tcp route for it."""
+    default = ClusterName.outbound(port.port, "", service.hostname)
+    clusters = tcp_route_clusters(proxy, push, service, port.port) or [(default, 100)]
+    address = service.vip or names.WILDCARD_ADDRESS
+    proxy_filter = build_tcp_proxy(default, clusters, push.mesh)
+    return _outbound_port_listener(
+        ListenerName.for_address(address, port.port), address, port.port, proxy_filter
+    )
+
+
+def _outbound_port_listener(
+    name: str, address: str, port: int, network_filter: listener_components_pb2.Filter
+) -> listener_pb2.Listener:
+    """Not bound: reached only through virtualOutbound's hand-off (use_original_dst)."""
+    return listener_pb2.Listener(
+        name=name,
+        address=socket_address(address, port),
+        bind_to_port=wrappers_pb2.BoolValue(value=False),
+        traffic_direction=_OUTBOUND,
+        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+    )
+
+
+def tcp_route_clusters(
+    proxy: Proxy, push: PushContext, service: Service, port: int
+) -> list[tuple[str, int]] | None:
+    """The first tcp rule of the host's mesh VirtualService that applies on this port."""
+    vs = push.mesh_virtual_service(service.hostname, proxy.namespace)
+    if vs is None:
+        return None
+    scope = RouteScope(proxy=proxy, push=push, port=port, namespace=vs.namespace)
+    rule = next((r for r in vs.spec.tcp if _tcp_rule_applies(scope, vs, r)), None)
+    if rule is None or not rule.route:
+        return None
+    return weighted_clusters(scope, [(r.destination, r.weight) for r in rule.route]) or None
+
+
+def _tcp_rule_applies(scope: RouteScope, vs: VirtualService, rule: TCPRoute) -> bool:
+    if not rule.match:
+        return True
+    return any(
+        selects_proxy(
+            scope,
+            source_labels=m.source_labels,
+            source_namespace=m.source_namespace,
+            gateways=m.gateways,
+            port=m.port,
+        )
+        for m in rule.match
+    )
+
+
+# --- inbound ------------------------------------------------------------------------------
+
+
+def build_virtual_inbound(proxy: Proxy, push: PushContext) -> listener_pb2.Listener:
+    """15006: one filter chain per inbound port, the rest straight to the app (passthrough)."""
+    chains: dict[int, listener_components_pb2.FilterChain] = {}
+    for service in push.services_selecting(proxy):
+        for port in service.ports:
+            chains.setdefault(port.target_port, build_inbound_chain(port, push.mesh))
+    passthrough = build_tcp_proxy(
+        names.INBOUND_PASSTHROUGH, [(names.INBOUND_PASSTHROUGH, 100)], push.mesh
+    )
+    return listener_pb2.Listener(
+        name=names.VIRTUAL_INBOUND,
+        address=socket_address(names.WILDCARD_ADDRESS, names.VIRTUAL_INBOUND_PORT),
+        traffic_direction=_INBOUND,
+        listener_filters=[original_dst_listener_filter()],
+        filter_chains=[chains[p] for p in sorted(chains)],
+        default_filter_chain=listener_components_pb2.FilterChain(
+            name=names.INBOUND_PASSTHROUGH, filters=[passthrough]
+        ),
+    )
+
+
+def build_inbound_chain(port: ServicePort, mesh: MeshConfig) -> listener_components_pb2.FilterChain:
+    cluster = ClusterName.inbound(port.target_port)
+    prefix = names.inbound_stat_prefix(port.target_port)
+    if port.protocol.is_http:
+        network_filter = build_http_connection_manager(
+            prefix,
+            mesh,
+            route_config=build_inbound_route_config(cluster),
+            http_filters=[router_filter()],
+        )
+    else:
+        network_filter = build_tcp_proxy(cluster, [(cluster, 100)], mesh)
+    return listener_components_pb2.FilterChain(
+        name=prefix,
+        filter_chain_match=listener_components_pb2.FilterChainMatch(
+            destination_port=wrappers_pb2.UInt32Value(value=port.target_port)
+        ),
+        filters=[network_filter],
+    )
+
+
+def build_inbound_route_config(cluster: str) -> route_pb2.RouteConfiguration:
+    """Everything arriving on an inbound port goes to the app; Istio retries resets only."""
+    route = route_components_pb2.Route(
+        name="default",
+        match=route_components_pb2.RouteMatch(prefix="/"),
+        route=route_components_pb2.RouteAction(
+            cluster=cluster, timeout=duration(0), retry_policy=inbound_retry_policy()
+        ),
+    )
+    host = route_components_pb2.VirtualHost(
+        name=f"inbound|http|{ClusterName.parse(cluster).port}", domains=["*"], routes=[route]
+    )
+    return route_pb2.RouteConfiguration(
+        name=cluster, virtual_hosts=[host], validate_clusters=wrappers_pb2.BoolValue(value=False)
+    )

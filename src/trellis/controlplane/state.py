@@ -1,0 +1,165 @@
+"""The control plane's view of the mesh: store + registry in, versioned PushContext out.
+
+Every write (apply, delete, workload change) produces a new MeshSnapshot and PushContext, then
+tells the xDS server which xDS types changed. Compiled output is cached per proxy and version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from trellis.api.base import Resource
+from trellis.compiler import compile_all
+from trellis.model import xds_types
+from trellis.model.proxy import Proxy
+from trellis.model.push_context import PushContext
+from trellis.model.registry import Service, Workload
+from trellis.model.snapshot import Change, MeshConfig, MeshSnapshot
+from trellis.registry.local import (
+    allocate_vip,
+    service_key,
+    services_from_resources,
+    workload_from_record,
+    workload_to_record,
+)
+from trellis.store.sqlite import SqliteStore
+
+log = logging.getLogger("trellisd")
+
+WORKLOADS = "workloads"
+VIPS = "vips"
+
+ALL_TYPES = frozenset(xds_types.PUSH_ORDER)
+TYPES_FOR_CHANGE = {
+    Change.ENDPOINTS: frozenset({xds_types.ENDPOINT}),
+}
+
+Notify = Callable[[str, frozenset[str], Callable[[Proxy], bool] | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRecord:
+    workload: Workload
+    netns: str
+
+
+class MeshState:
+    """Owns the current snapshot; thread-safe so the HTTP API and xDS server can share it."""
+
+    def __init__(self, *, store: SqliteStore, mesh: MeshConfig, notify: Notify) -> None:
+        self._store = store
+        self._mesh = mesh
+        self._notify = notify
+        self._lock = threading.RLock()
+        # Versions start from the clock so a restarted trellisd never reuses an old version.
+        self._version = int(time.time() * 1000)
+        self._cache: dict[tuple[str, int], Any] = {}
+        self.snapshot = MeshSnapshot(version=self._version, mesh=mesh)
+        self.push = PushContext.build(self.snapshot)
+        self.listeners: list[Callable[[MeshSnapshot, Sequence[WorkloadRecord]], None]] = []
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def apply(self, resources: Sequence[Resource]) -> list[Any]:
+        results = self._store.apply(resources)
+        self.rebuild(Change.CONFIG | Change.SERVICES)
+        return results
+
+    def delete(self, keys: Sequence[tuple[str, str, str]]) -> list[Any]:
+        deleted = self._store.delete(keys)
+        self.rebuild(Change.CONFIG | Change.SERVICES)
+        return deleted
+
+    def put_workload(self, workload: Workload, netns: str) -> None:
+        self._store.put_record(
+            WORKLOADS,
+            _wkey(workload.namespace, workload.name),
+            workload_to_record(workload, netns=netns),
+        )
+        self.rebuild(Change.ENDPOINTS, focus=workload)
+
+    def delete_workload(self, namespace: str, name: str) -> bool:
+        key = _wkey(namespace, name)
+        if key not in self._store.list_records(WORKLOADS):
+            return False
+        self._store.delete_record(WORKLOADS, key)
+        self.rebuild(Change.ENDPOINTS)
+        return True
+
+    def resources(self, kind: str | None = None, namespace: str | None = None) -> list[Resource]:
+        return self._store.list(kind, namespace)
+
+    def workloads(self) -> list[WorkloadRecord]:
+        return [
+            WorkloadRecord(workload_from_record(r), str(r.get("netns", "")))
+            for r in self._store.list_records(WORKLOADS).values()
+        ]
+
+    # -- snapshot -------------------------------------------------------------------------------
+
+    def rebuild(self, change: Change = Change.ALL, *, focus: Workload | None = None) -> None:
+        """Make a new snapshot from the store and tell the xDS server what changed."""
+        with self._lock:
+            resources = tuple(self._store.list())
+            records = self.workloads()
+            services = self._services(resources)
+            self._version += 1
+            self.snapshot = MeshSnapshot(
+                version=self._version,
+                resources=tuple(r for r in resources if r.kind != "Service"),
+                services=services,
+                workloads=tuple(r.workload for r in records),
+                mesh=self._mesh,
+            )
+            self.push = PushContext.build(self.snapshot)
+            self._cache.clear()
+            version = str(self._version)
+        for listener in self.listeners:
+            listener(self.snapshot, records)
+        if change == Change.ENDPOINTS:
+            self._notify(version, TYPES_FOR_CHANGE[Change.ENDPOINTS], None)
+            if focus is not None:
+                key = f"{focus.name}.{focus.namespace}"
+                self._notify(version, ALL_TYPES, lambda p: p.key == key)
+        else:
+            self._notify(version, ALL_TYPES, None)
+        log.info("event=snapshot version=%s change=%s", version, change)
+
+    def _services(self, resources: Sequence[Resource]) -> tuple[Service, ...]:
+        vips = self._store.list_records(VIPS)
+        allocated = {k: str(v["vip"]) for k, v in vips.items()}
+        for r in resources:
+            if r.kind != "Service":
+                continue
+            key = service_key(r.namespace, r.name)
+            if key not in allocated:
+                allocated[key] = allocate_vip(key, allocated)
+                self._store.put_record(VIPS, key, {"vip": allocated[key]})
+        return services_from_resources(resources, allocated)
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def generate(self, proxy: Proxy, type_url: str) -> Mapping[str, Message]:
+        """The ConfigGenerator the xDS server calls: compiled once per proxy and version."""
+        with self._lock:
+            key = (proxy.id + repr(sorted(proxy.labels.items())), self._version)
+            cfg = self._cache.get(key)
+            if cfg is None:
+                cfg = compile_all(proxy, self.push)
+                self._cache[key] = cfg
+        return cfg.by_type(type_url)
+
+    def compiled(self, proxy: Proxy) -> Any:
+        with self._lock:
+            return compile_all(proxy, self.push)
+
+
+def _wkey(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"

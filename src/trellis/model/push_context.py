@@ -1,0 +1,236 @@
+"""PushContext: the indexes the compiler reads, built once per MeshSnapshot (DESIGN §3).
+
+Everything here is derived, immutable and pure; generators never scan the raw snapshot.
+Istio's scoping rules live here so every generator agrees on them: short host names resolve
+against the namespace of the resource that wrote them, `gateways` omitted means `mesh`,
+DestinationRules are looked up client namespace -> service namespace -> root namespace.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from trellis.api.base import Resource
+from trellis.api.networking import DestinationRule, Gateway, VirtualService
+from trellis.model.proxy import Proxy
+from trellis.model.registry import Endpoint, Service, ServicePort, Workload
+from trellis.model.snapshot import MeshConfig, MeshSnapshot
+
+MESH_GATEWAY = "mesh"
+_R = TypeVar("_R", bound=Resource)
+
+
+def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """matchLabels semantics for a non-empty selector; an empty selector matches nothing."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Istio host matching: exact, `*`, or a `*.suffix` wildcard covering `host`."""
+    if pattern == host or pattern == "*":
+        return True
+    return pattern.startswith("*.") and host.endswith(pattern[1:])
+
+
+def exported_to(export_to: Iterable[str], owner_namespace: str, namespace: str) -> bool:
+    """exportTo: empty or `*` = everywhere, `.` = the owner's namespace, else the names listed."""
+    targets = list(export_to)
+    if not targets or "*" in targets:
+        return True
+    return namespace in targets or ("." in targets and owner_namespace == namespace)
+
+
+def gateway_key(ref: str, namespace: str) -> str:
+    """A `gateways` entry as `ns/name` (a bare name is in the referring resource's namespace)."""
+    if ref == MESH_GATEWAY or "/" in ref:
+        return ref
+    if "." in ref:  # Istio also accepts `name.namespace.svc.cluster.local` references
+        name, owner = ref.split(".")[:2]
+        return f"{owner}/{name}"
+    return f"{namespace}/{ref}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PushContext:
+    """Indexes over one snapshot. Build with `PushContext.build(snapshot)`."""
+
+    version: int
+    mesh: MeshConfig
+    services: tuple[Service, ...]
+    workloads: tuple[Workload, ...]
+    virtual_services: tuple[VirtualService, ...]
+    destination_rules: tuple[DestinationRule, ...]
+    gateways: tuple[Gateway, ...]
+    _services_by_host: Mapping[str, Service]
+    _endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]]
+    _vs_by_gateway: Mapping[str, tuple[VirtualService, ...]]
+    _rules_by_namespace: Mapping[str, tuple[tuple[str, DestinationRule], ...]]
+
+    @classmethod
+    def build(cls, snapshot: MeshSnapshot) -> PushContext:
+        services = tuple(sorted(snapshot.services, key=lambda s: (s.hostname, s.vip)))
+        by_host = {s.hostname: s for s in services}
+        virtual_services = _of_kind(snapshot.resources, VirtualService)
+        rules = _of_kind(snapshot.resources, DestinationRule)
+        domain = snapshot.mesh.trust_domain
+        rules_by_namespace: defaultdict[str, list[tuple[str, DestinationRule]]] = defaultdict(list)
+        for rule in rules:
+            host = _resolve(rule.spec.host, rule.namespace, domain, by_host)
+            rules_by_namespace[rule.namespace].append((host, rule))
+        return cls(
+            version=snapshot.version,
+            mesh=snapshot.mesh,
+            services=services,
+            workloads=snapshot.workloads,
+            virtual_services=virtual_services,
+            destination_rules=rules,
+            gateways=_of_kind(snapshot.resources, Gateway),
+            _services_by_host=by_host,
+            _endpoints=_index_endpoints(services, snapshot.workloads),
+            _vs_by_gateway=_index_vs_by_gateway(virtual_services),
+            _rules_by_namespace={k: tuple(v) for k, v in rules_by_namespace.items()},
+        )
+
+    # --- services and hosts -------------------------------------------------------------
+
+    def service(self, hostname: str) -> Service | None:
+        return self._services_by_host.get(hostname)
+
+    def resolve_host(self, host: str, namespace: str) -> str:
+        """The FQDN a host written in a resource of `namespace` means.
+
+        `reviews` -> reviews.NS.svc.DOMAIN; `reviews.ns` and `reviews.ns.svc` are completed only
+        when that names a known service, so external names like `example.com` stay as written.
+        """
+        return _resolve(host, namespace, self.mesh.trust_domain, self._services_by_host)
+
+    def resolve_service(self, host: str, namespace: str) -> Service | None:
+        return self.service(self.resolve_host(host, namespace))
+
+    def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
+        """Workload addresses behind one service port, sorted by address."""
+        return self._endpoints.get((service.hostname, port.port), ())
+
+    def services_selecting(self, proxy: Proxy) -> tuple[Service, ...]:
+        """Services in the proxy's namespace whose selector matches it: its inbound ports."""
+        return tuple(
+            s
+            for s in self.services
+            if s.namespace == proxy.namespace and labels_match(s.selector, proxy.labels)
+        )
+
+    # --- VirtualServices --------------------------------------------------------------
+
+    def virtual_services_for(self, gateway: str, namespace: str) -> tuple[VirtualService, ...]:
+        """VirtualServices bound to `gateway` (`mesh` or `ns/name`) visible from `namespace`."""
+        bound = self._vs_by_gateway.get(gateway, ())
+        return tuple(vs for vs in bound if exported_to(vs.spec.export_to, vs.namespace, namespace))
+
+    def mesh_virtual_service(self, hostname: str, namespace: str) -> VirtualService | None:
+        """The VirtualService sidecars in `namespace` use for `hostname`; the first one wins."""
+        for vs in self.virtual_services_for(MESH_GATEWAY, namespace):
+            hosts = (self.resolve_host(h, vs.namespace) for h in vs.spec.hosts)
+            if any(host_matches(h, hostname) for h in hosts):
+                return vs
+        return None
+
+    # --- DestinationRules -------------------------------------------------------------
+
+    def destination_rule(self, hostname: str, client_namespace: str) -> DestinationRule | None:
+        """Istio's lookup order: client namespace, service namespace, root namespace."""
+        service = self.service(hostname)
+        order = [client_namespace]
+        if service is not None:
+            order.append(service.namespace)
+        order.append(self.mesh.root_namespace)
+        for namespace in order:
+            rule = self._destination_rule_in(namespace, hostname, client_namespace)
+            if rule is not None:
+                return rule
+        return None
+
+    def _destination_rule_in(
+        self, namespace: str, hostname: str, client_namespace: str
+    ) -> DestinationRule | None:
+        candidates = [
+            dr
+            for host, dr in self._rules_by_namespace.get(namespace, ())
+            if host_matches(host, hostname)
+            and exported_to(dr.spec.export_to, dr.namespace, client_namespace)
+        ]
+        exact = [dr for dr in candidates if "*" not in dr.spec.host]
+        chosen = exact or candidates
+        return chosen[0] if chosen else None
+
+    # --- Gateways ---------------------------------------------------------------------
+
+    def gateways_for(self, proxy: Proxy) -> tuple[Gateway, ...]:
+        """Gateway resources whose selector matches this (router) proxy, in any namespace."""
+        return tuple(g for g in self.gateways if labels_match(g.spec.selector, proxy.labels))
+
+    def gateway_service(self, proxy: Proxy) -> Service | None:
+        """The registry Service fronting a gateway proxy (e.g. istio-ingressgateway)."""
+        selecting = self.services_selecting(proxy)
+        return selecting[0] if selecting else None
+
+
+def _resolve(host: str, namespace: str, domain: str, known: Mapping[str, Service]) -> str:
+    if "*" in host:
+        return host
+    if "." not in host:
+        return f"{host}.{namespace}.svc.{domain}"
+    for candidate in (f"{host}.svc.{domain}", f"{host}.{domain}"):
+        if candidate in known:
+            return candidate
+    return host
+
+
+def _of_kind(resources: Iterable[Resource], kind: type[_R]) -> tuple[_R, ...]:
+    # Snapshot order stands in for Istio's creation-time order ("first one wins").
+    return tuple(r for r in resources if isinstance(r, kind))
+
+
+def _index_endpoints(
+    services: Iterable[Service], workloads: Iterable[Workload]
+) -> dict[tuple[str, int], tuple[Endpoint, ...]]:
+    index: dict[tuple[str, int], tuple[Endpoint, ...]] = {}
+    # Candidates share one label pair with the selector: avoids services x workloads scans.
+    by_label: defaultdict[tuple[str, str, str], list[Workload]] = defaultdict(list)
+    for workload in workloads:
+        for key, value in workload.labels.items():
+            by_label[(workload.namespace, key, value)].append(workload)
+    for service in services:
+        first = next(iter(service.selector.items()), None)
+        candidates = by_label.get((service.namespace, *first), []) if first else []
+        members = [w for w in candidates if w.matches(service.selector)]
+        members.sort(key=lambda w: (w.ip, w.name))
+        for port in service.ports:
+            index[(service.hostname, port.port)] = tuple(
+                _endpoint(w, port.target_port) for w in members
+            )
+    return index
+
+
+def _endpoint(workload: Workload, port: int) -> Endpoint:
+    return Endpoint(
+        address=workload.ip,
+        port=port,
+        labels=workload.labels,
+        workload=workload.name,
+        namespace=workload.namespace,
+        has_sidecar=workload.has_sidecar,
+    )
+
+
+def _index_vs_by_gateway(
+    virtual_services: Iterable[VirtualService],
+) -> dict[str, tuple[VirtualService, ...]]:
+    index: defaultdict[str, list[VirtualService]] = defaultdict(list)
+    for vs in virtual_services:
+        refs = vs.spec.gateways or [MESH_GATEWAY]
+        for key in dict.fromkeys(gateway_key(ref, vs.namespace) for ref in refs):
+            index[key].append(vs)
+    return {key: tuple(value) for key, value in index.items()}

@@ -1,0 +1,61 @@
+"""A small JSON-over-unix-socket client for trellisd's and the runtime's local APIs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from trellis.errors import Conflict, NotFound, RuntimeProblem, TrellisError, ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class LocalApi:
+    socket: Path
+    what: str  # "trellisd" or "the runtime", for error messages
+
+    def call(self, method: str, path: str, body: Any = None, *, timeout: float = 60.0) -> Any:
+        return asyncio.run(self.acall(method, path, body, timeout=timeout))
+
+    async def acall(
+        self, method: str, path: str, body: Any = None, *, timeout: float = 60.0
+    ) -> Any:
+        if not self.socket.exists():
+            raise RuntimeProblem(
+                f"{self.what} is not running (no {self.socket}); start the mesh with `trellis up`"
+            )
+        connector = aiohttp.UnixConnector(path=str(self.socket))
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+                ) as session,
+                session.request(method, f"http://local{path}", json=body) as resp,
+            ):
+                data = await resp.json(content_type=None)
+                status = resp.status
+        except aiohttp.ClientConnectionError as e:
+            raise RuntimeProblem(
+                f"{self.what} does not answer on {self.socket} ({e}); "
+                "check `trellis status`, or restart with `trellis down` then `trellis up`"
+            ) from e
+        if status >= 400:
+            raise _error_for(status, data)
+        return data
+
+
+def _error_for(status: int, data: Any) -> TrellisError:
+    message = str(data.get("error", data)) if isinstance(data, dict) else str(data)
+    if status == 422:
+        problems = data.get("errors", []) if isinstance(data, dict) else []
+        if len(problems) > 1:
+            message = "\n".join(problems)
+        return ValidationError(message)
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    return RuntimeProblem(message)

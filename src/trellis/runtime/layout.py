@@ -1,0 +1,76 @@
+"""Where a mesh keeps its files: everything lives under one state directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def default_state_dir() -> Path:
+    """$TRELLIS_STATE_DIR, else /var/lib/trellis for root, else ~/.trellis."""
+    env = os.environ.get("TRELLIS_STATE_DIR")
+    if env:
+        return Path(env).resolve()
+    if os.geteuid() == 0:
+        return Path("/var/lib/trellis")
+    return Path.home() / ".trellis"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    root: Path
+
+    @property
+    def mesh_file(self) -> Path:
+        return self.root / "mesh.json"
+
+    @property
+    def runtime_socket(self) -> Path:
+        return self.root / "runtime.sock"
+
+    @property
+    def trellisd_socket(self) -> Path:
+        return self.root / "trellisd.sock"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def workload_dir(self, namespace: str, name: str) -> Path:
+        return self.root / "workloads" / namespace / name
+
+    @property
+    def workloads_file(self) -> Path:
+        return self.root / "workloads.json"
+
+
+@dataclass(slots=True)
+class MeshInfo:
+    """What `trellis up` decided, kept in mesh.json for every later command and for cleanup."""
+
+    prefix: str
+    subnet: str
+    bridge_ip: str
+    ingress_port: int
+    xds_port: int = 15010
+    egress_gateway: bool = False
+    supervisor_pid: int = 0
+    started_at: float = 0.0
+    ready: bool = False
+    gateway_ports: dict[str, int] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> MeshInfo | None:
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(**data)

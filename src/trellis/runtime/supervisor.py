@@ -1,0 +1,189 @@
+"""The local runtime's supervisor: the process `trellis up` leaves running.
+
+It owns the mesh's host networking, runs trellisd and the gateways (restarting them if they
+die), and starts/stops workloads for `trellis run`/`stop` through a JSON API on a unix socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from trellis.errors import TrellisError
+from trellis.runtime.children import Child
+from trellis.runtime.client import LocalApi
+from trellis.runtime.layout import Layout, MeshInfo
+from trellis.runtime.netns import MeshNetwork, mesh_prefix
+from trellis.runtime.workloads import WorkloadManager, WorkloadSpec
+
+log = logging.getLogger("trellis.runtime")
+
+
+class Supervisor:
+    def __init__(self, layout: Layout, info: MeshInfo, network: MeshNetwork) -> None:
+        self.layout = layout
+        self.info = info
+        self.network = network
+        self.trellisd_api = LocalApi(layout.trellisd_socket, "trellisd")
+        self.trellisd = Child(
+            name="trellisd",
+            argv=[
+                sys.executable,
+                "-m",
+                "trellis.controlplane.app",
+                "--state-dir",
+                str(layout.root),
+                "--xds-address",
+                f"{info.bridge_ip}:{info.xds_port}",
+            ],
+            log_path=layout.logs / "trellisd.log",
+        )
+        self.workloads = WorkloadManager(layout, info, network, self.trellisd_api)
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.network.create)
+        await self.trellisd.start()
+        await self._wait_trellisd(30.0)
+        await self.workloads.start_gateways()
+        self.info.ready = True
+        self.info.save(self.layout.mesh_file)
+        log.info("event=mesh-ready prefix=%s", self.info.prefix)
+
+    async def _wait_trellisd(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.trellisd.alive():
+                raise TrellisError(f"trellisd exited; see {self.trellisd.log_path}")
+            try:
+                await self.trellisd_api.acall("GET", "/healthz", timeout=2.0)
+                return
+            except TrellisError:
+                await asyncio.sleep(0.1)
+        raise TrellisError(
+            f"trellisd did not become ready in {timeout:.0f}s; see {self.trellisd.log_path}"
+        )
+
+    async def watch(self) -> None:
+        """Restart whatever died: trellisd, gateways, workload agents."""
+        while not self.stopping.is_set():
+            if not self.trellisd.alive():
+                log.warning("event=restart component=trellisd")
+                await self.trellisd.restart()
+            await self.workloads.restart_dead()
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
+
+    async def shutdown(self) -> None:
+        log.info("event=shutdown")
+        await self.workloads.stop_all()
+        await self.trellisd.stop()
+        await asyncio.to_thread(self.network.teardown)
+        self.layout.mesh_file.unlink(missing_ok=True)
+
+
+def build_api(sup: Supervisor) -> web.Application:
+    routes = web.RouteTableDef()
+
+    @routes.get("/status")
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ready": sup.info.ready,
+                "prefix": sup.info.prefix,
+                "components": [sup.trellisd.describe(), *sup.workloads.describe_gateways()],
+            }
+        )
+
+    @routes.post("/workloads")
+    async def run(request: web.Request) -> web.Response:
+        spec = WorkloadSpec.from_json(await request.json())
+        try:
+            result = await sup.workloads.run(spec)
+        except TrellisError as e:
+            return web.json_response({"error": str(e)}, status=409 if "exists" in str(e) else 400)
+        return web.json_response(result)
+
+    @routes.get("/workloads")
+    async def ps(_: web.Request) -> web.Response:
+        return web.json_response({"items": sup.workloads.describe()})
+
+    @routes.delete("/workloads/{namespace}/{name}")
+    async def stop(request: web.Request) -> web.Response:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        if not await sup.workloads.stop(ns, name):
+            return web.json_response({"error": f"no workload {name} in namespace {ns}"}, status=404)
+        return web.json_response({"ok": True})
+
+    @routes.post("/shutdown")
+    async def shutdown(_: web.Request) -> web.Response:
+        sup.stopping.set()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.add_routes(routes)
+    return app
+
+
+async def amain(layout: Layout, info: MeshInfo) -> int:
+    network = MeshNetwork(prefix=info.prefix, subnet=info.subnet)
+    sup = Supervisor(layout, info, network)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sup.stopping.set)
+    runner = web.AppRunner(build_api(sup), access_log=None)
+    await runner.setup()
+    layout.runtime_socket.unlink(missing_ok=True)
+    await web.UnixSite(runner, str(layout.runtime_socket)).start()
+    code = 0
+    try:
+        await sup.start()
+        await sup.watch()
+    except TrellisError as e:
+        log.error("event=start-failed error=%s", e)
+        code = 1
+    finally:
+        await sup.shutdown()
+        await runner.cleanup()
+        layout.runtime_socket.unlink(missing_ok=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="trellis-runtime")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--ingress-port", type=int, default=8080)
+    parser.add_argument("--egress-gateway", action="store_true")
+    parser.add_argument("--subnet", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    layout = Layout(args.state_dir.resolve())
+    subnet = args.subnet
+    bridge_ip = subnet.split("/")[0].rsplit(".", 1)[0] + ".1"
+    info = MeshInfo(
+        prefix=mesh_prefix(layout.root),
+        subnet=subnet,
+        bridge_ip=bridge_ip,
+        ingress_port=args.ingress_port,
+        egress_gateway=args.egress_gateway,
+        supervisor_pid=os.getpid(),
+        started_at=time.time(),
+    )
+    info.save(layout.mesh_file)
+    sys.exit(asyncio.run(amain(layout, info)))
+
+
+if __name__ == "__main__":
+    main()
