@@ -40,7 +40,10 @@ def test_route_all_reviews_traffic_to_v1(bookinfo: Mesh) -> None:
 def test_user_jason_is_routed_to_reviews_v2(bookinfo: Mesh) -> None:
     bookinfo.apply_file("virtual-service-reviews-test-v2.yaml")
     try:
-        eventually(lambda: bookinfo.reviews_pod("jason") == "reviews-v2", what="jason -> v2")
+        eventually(
+            lambda: all(bookinfo.reviews_pod("jason") == "reviews-v2" for _ in range(6)),
+            what="jason -> v2",
+        )
         assert {bookinfo.reviews_pod("jason") for _ in range(20)} == {"reviews-v2"}
         assert {bookinfo.reviews_pod() for _ in range(20)} == {"reviews-v1"}
         assert {bookinfo.reviews_pod("alice") for _ in range(10)} == {"reviews-v1"}
@@ -143,7 +146,9 @@ spec:
 def test_a_rejected_apply_leaves_the_old_routing_in_force(bookinfo: Mesh) -> None:
     bookinfo.apply_file("virtual-service-all-v1.yaml")
     try:
-        eventually(lambda: bookinfo.reviews_pod() == "reviews-v1", what="v1 routing")
+        eventually(
+            lambda: all(bookinfo.reviews_pod() == "reviews-v1" for _ in range(6)), what="v1 routing"
+        )
         good = "apiVersion: v1\nkind: Service\nmetadata: {name: extra}\nspec:\n  ports: [{port: 80, name: http}]\n"
         proc = bookinfo.cli("apply", "-f", "-", input=good + "---\n" + BAD_WEIGHTS, check=False)
         assert proc.returncode != 0

@@ -26,7 +26,9 @@ def _all_synced(mesh: Mesh) -> bool:
 def test_killing_trellisd_keeps_traffic_flowing_and_proxies_reconnect(bookinfo: Mesh) -> None:
     bookinfo.apply_file("virtual-service-all-v1.yaml")
     try:
-        eventually(lambda: bookinfo.reviews_pod() == "reviews-v1", what="v1 routing")
+        eventually(
+            lambda: all(bookinfo.reviews_pod() == "reviews-v1" for _ in range(6)), what="v1 routing"
+        )
         eventually(lambda: _all_synced(bookinfo), what="all proxies synced")
         before = _component(bookinfo, "trellisd")
         os.kill(int(before["pid"]), signal.SIGKILL)  # type: ignore[call-overload]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,13 +176,20 @@ def envoy_factory(tmp_path: Path) -> Iterator[Callable[[int, bool], Envoy]]:
                 envoy.process.wait()
 
 
+def _answer_with(text: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(text=text)
+
+    return handler
+
+
 @pytest.fixture
 async def upstreams() -> AsyncIterator[dict[str, int]]:
     """Two real HTTP servers on loopback, each answering with its own name."""
     runners, ports = [], {}
     for name in ("one", "two"):
         app = web.Application()
-        app.router.add_get("/", lambda _request, name=name: web.Response(text=name))
+        app.router.add_get("/", _answer_with(name))
         runner = web.AppRunner(app)
         await runner.setup()
         port = free_port()

@@ -105,7 +105,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def server(config: MeshConfig, clock: FakeClock) -> AsyncIterator[AdsServer]:
     ads = AdsServer(config, clock, version="v1", debounce_quiet=0.1, debounce_max=1.0)
-    ads.port = await ads.start("127.0.0.1", 0)  # type: ignore[attr-defined]
+    await ads.start("127.0.0.1", 0)
     try:
         yield ads
     finally:
@@ -126,7 +126,7 @@ async def make_client(server: AdsServer, delta: bool) -> AsyncIterator[ClientFac
 
     def make(node_id: str = NODE_A, **kwargs: object) -> LightAdsClient:
         kwargs.setdefault("delta", delta)
-        client = LightAdsClient(f"127.0.0.1:{server.port}", node_id, **kwargs)  # type: ignore[attr-defined, arg-type]
+        client = LightAdsClient(f"127.0.0.1:{server.port}", node_id, **kwargs)
         clients.append(client)
         return client
 
@@ -326,7 +326,7 @@ async def test_delta_reconnect_sends_only_what_differs(
 ) -> None:
     config.by_type[CLUSTER]["c3"] = eds_cluster("c3")
     config.by_type[ENDPOINT]["c3"] = endpoints("c3", 8003)
-    address = f"127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    address = f"127.0.0.1:{server.port}"
     client = LightAdsClient(address, NODE_A, keep_history=True)
     try:
         await client.start()
@@ -404,7 +404,7 @@ async def test_unaffected_proxies_get_no_push(
 
 
 async def test_malformed_node_id_is_refused(server: AdsServer) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources()
         await call.write(
             discovery_pb2.DeltaDiscoveryRequest(

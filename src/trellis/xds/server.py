@@ -63,6 +63,7 @@ class AdsServer:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._server: grpc.aio.Server | None = None
+        self.port = 0  # bound port once started
         self._debounce_task: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -75,7 +76,7 @@ class AdsServer:
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
         bound = server.add_insecure_port(f"{host}:{port}")
         await server.start()
-        self._server = server
+        self._server, self.port = server, bound
         self._debounce_task = asyncio.create_task(self._debounce_loop(), name="xds-debounce")
         log.info("event=xds.listening address=%s:%d", host, bound)
         return bound
