@@ -48,6 +48,7 @@ class Supervisor:
             log_path=layout.logs / "trellisd.log",
         )
         self.workloads = WorkloadManager(layout, info, network, self.trellisd_api)
+        self.workloads.components.append(self.trellisd)
         self.stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -56,6 +57,7 @@ class Supervisor:
         await self.trellisd.start()
         await self._wait_trellisd(30.0)
         await self.workloads.start_gateways()
+        self.workloads.save()
         self.info.ready = True
         self.info.save(self.layout.mesh_file)
         log.info("event=mesh-ready prefix=%s", self.info.prefix)
@@ -80,6 +82,7 @@ class Supervisor:
             if not self.trellisd.alive():
                 log.warning("event=restart component=trellisd")
                 await self.trellisd.restart()
+                self.workloads.save()
             await self.workloads.restart_dead()
             try:
                 await asyncio.wait_for(self.stopping.wait(), timeout=0.5)

@@ -64,6 +64,7 @@ class RunningWorkload:
     ip: str
     netns: str
     child: Child
+    started_at: float = field(default_factory=time.monotonic)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -90,6 +91,7 @@ class WorkloadManager:
         self.trellisd = trellisd
         self.running: dict[tuple[str, str], RunningWorkload] = {}
         self.gateways: list[Child] = []
+        self.components: list[Child] = []  # trellisd: recorded so `down` can kill it by PID
         self._lock = asyncio.Lock()
 
     # -- workloads ------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ class WorkloadManager:
         except BaseException:
             await self._remove(wl)
             raise
-        self._save()
+        self.save()
         log.info("event=workload-started name=%s namespace=%s ip=%s", spec.name, spec.namespace, ip)
         return wl.describe()
 
@@ -123,14 +125,14 @@ class WorkloadManager:
         if wl is None:
             return False
         await self._remove(wl)
-        self._save()
+        self.save()
         return True
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self._remove(wl) for wl in list(self.running.values())))
         for gw in self.gateways:
             await gw.stop()
-        self._save()
+        self.save()
 
     async def restart_dead(self) -> None:
         for wl in list(self.running.values()):
@@ -252,7 +254,8 @@ class WorkloadManager:
         if wl.spec.sidecar:
             return bool((wdir / "ready").exists())
         if not wl.spec.ports:
-            return time.monotonic() - 0.5 > 0
+            # Nothing to probe: alive for a moment counts (a crash at start-up shows first).
+            return time.monotonic() - wl.started_at > 0.5
         return all([await _port_open(wl.ip, p) for p in wl.spec.ports])
 
     # -- gateways -------------------------------------------------------------------------------
@@ -304,9 +307,10 @@ class WorkloadManager:
         wl = RunningWorkload(spec, self.info.bridge_ip, "", child)
         await self._wait_ready(wl)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         records = {f"{ns}/{n}": wl.describe() for (ns, n), wl in self.running.items()}
         records.update({f"gateway/{gw.name}": gw.describe() for gw in self.gateways})
+        records.update({f"component/{c.name}": c.describe() for c in self.components})
         tmp = self.layout.workloads_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=2))
         tmp.replace(self.layout.workloads_file)
