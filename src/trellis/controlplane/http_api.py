@@ -18,7 +18,7 @@ from trellis.controlplane.state import MeshState
 from trellis.errors import Conflict, NotFound, TrellisError, ValidationError
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy, ProxyType
-from trellis.model.registry import Workload
+from trellis.registry.local import workload_from_record, workload_to_record
 from trellis.xds.contract import ProxyStatus
 
 StatusSource = Callable[[], list[ProxyStatus]]
@@ -88,14 +88,12 @@ def build_app(state: MeshState, statuses: StatusSource) -> web.Application:
     @routes.put("/workloads/{namespace}/{name}")
     async def put_workload(request: web.Request) -> web.Response:
         body = await request.json()
-        workload = Workload(
-            name=request.match_info["name"],
-            namespace=request.match_info["namespace"],
-            ip=str(body["ip"]),
-            labels={str(k): str(v) for k, v in body.get("labels", {}).items()},
-            service_account=str(body.get("serviceAccount", "default")),
-            has_sidecar=bool(body.get("hasSidecar", True)),
-            ports=tuple(int(p) for p in body.get("ports", [])),
+        workload = workload_from_record(
+            {
+                **body,
+                "name": request.match_info["name"],
+                "namespace": request.match_info["namespace"],
+            }
         )
         await asyncio.to_thread(state.put_workload, workload, str(body.get("netns", "")))
         return web.json_response({"ok": True})
@@ -110,7 +108,7 @@ def build_app(state: MeshState, statuses: StatusSource) -> web.Application:
     @routes.get("/workloads")
     async def workloads(_: web.Request) -> web.Response:
         return web.json_response(
-            {"items": [_workload_json(r.workload, r.netns) for r in state.workloads()]}
+            {"items": [workload_to_record(r.workload, netns=r.netns) for r in state.workloads()]}
         )
 
     @routes.get("/proxy-status")
@@ -163,19 +161,6 @@ def _result(r: Any) -> dict[str, Any]:
         "name": name,
         "action": r.action,
         "resourceVersion": str(r.resource_version),
-    }
-
-
-def _workload_json(w: Workload, netns: str) -> dict[str, Any]:
-    return {
-        "name": w.name,
-        "namespace": w.namespace,
-        "ip": w.ip,
-        "labels": dict(w.labels),
-        "serviceAccount": w.service_account,
-        "hasSidecar": w.has_sidecar,
-        "ports": list(w.ports),
-        "netns": netns,
     }
 
 
