@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -182,6 +183,8 @@ class Agent:
         if cfg.app_argv:
             self.app = AppProcess(cfg.app_argv, cfg.app_log, restart=cfg.restart_app)
             await self.app.start()
+            if not await self._until_stopped(self._wait_app_ports()):
+                return
         if cfg.ready_file is not None:
             _write_ready_file(cfg.ready_file, self)
         log_event("agent_ready", proxy=proxy.id)
@@ -194,6 +197,18 @@ class Agent:
         except RuntimeProblem as err:
             where = f"{self.config.bootstrap.xds_host}:{self.config.bootstrap.xds_port}"
             raise RuntimeProblem(f"{err}; is trellisd reachable at {where}?") from err
+
+    async def _wait_app_ports(self) -> None:
+        """Ready means the app accepts connections too, so `trellis run` never returns early."""
+        host = os.environ.get("TRELLIS_APP_HOST", "127.0.0.1")
+        timeout = self.config.ready_timeout_s or float("inf")
+        deadline = asyncio.get_running_loop().time() + timeout
+        for port in self.config.bootstrap.app_ports:
+            while not await _accepts(host, port):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeProblem(f"the app did not listen on {host}:{port} in {timeout:.0f}s")
+                await asyncio.sleep(0.05)
+        log_event("app_ready", ports=",".join(map(str, self.config.bootstrap.app_ports)))
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run `work` unless a stop signal comes first; True if the work finished."""
@@ -248,6 +263,15 @@ class Agent:
             concurrency=cfg.concurrency,
             log_level=cfg.envoy_log_level,
         )
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 def _write_ready_file(path: Path, agent: Agent) -> None:
