@@ -29,7 +29,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("service", choices=sorted(APP_BUILDERS))
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        # Set by Trellis without capture (--capture=proxy): the app's own loopback address.
+        default=os.environ.get("TRELLIS_APP_HOST") or "0.0.0.0",
+        help="address to bind (default $TRELLIS_APP_HOST, else 0.0.0.0)",
+    )
     parser.add_argument("--version", help="service version (default $SERVICE_VERSION or v1)")
     return parser.parse_args(argv)
 

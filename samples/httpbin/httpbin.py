@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -221,7 +222,12 @@ def build_app(*, rng: random.Random | None = None) -> web.Application:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="httpbin.py", description="HTTP echo service.")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        # Set by Trellis without capture (--capture=proxy): the app's own loopback address.
+        default=os.environ.get("TRELLIS_APP_HOST") or "0.0.0.0",
+        help="address to bind (default $TRELLIS_APP_HOST, else 0.0.0.0)",
+    )
     args = parser.parse_args(argv)
 
     def announce(*_: object) -> None:

@@ -108,7 +108,9 @@ def original_dst(conn: socket.socket) -> tuple[str, int]:
     return socket.inet_ntoa(packed), port
 
 
-def connect_from(pod: Pod, host: str, port: int, *, uid: int | None = None) -> subprocess.Popen[str]:
+def connect_from(
+    pod: Pod, host: str, port: int, *, uid: int | None = None
+) -> subprocess.Popen[str]:
     """Start a client in `pod` (as `uid`) that sends 'hi' and prints what comes back."""
     code = (
         "import socket\n"
@@ -117,7 +119,9 @@ def connect_from(pod: Pod, host: str, port: int, *, uid: int | None = None) -> s
     )
     as_user = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups"]
     argv = [*pod.exec_argv(), *(as_user if uid is not None else []), sys.executable, "-c", code]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/"
+    )
 
 
 def answer(listener: socket.socket, reply: bytes) -> tuple[tuple[str, int], tuple[str, int]]:
@@ -148,8 +152,12 @@ def setup_capture_in(pod: Pod, **options: object) -> None:
         "from trellis.agent.capture import CaptureOptions, setup_capture\n"
         f"setup_capture(CaptureOptions(**{options!r}))\n"
     )
-    done = subprocess.run([*pod.exec_argv(), sys.executable, "-c", code], capture_output=True,
-                          text=True, timeout=TIMEOUT)
+    done = subprocess.run(
+        [*pod.exec_argv(), sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -238,4 +246,3 @@ def test_setup_is_idempotent_and_teardown_removes_only_ours(capture_mesh: Captur
     after = nat_rules(pod)
     assert "TRELLIS" not in after
     assert "-A OUTPUT -p tcp -j OTHER_OUTPUT" in after
-

@@ -141,7 +141,9 @@ def run_in(pod: Pod, code: str) -> subprocess.CompletedProcess[str]:
 
 
 def http_get_code(url: str) -> str:
-    return f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    return (
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    )
 
 
 def serve_http(pods: Pods, pod: Pod, port: int) -> str:
@@ -185,8 +187,12 @@ def test_hosts_entries_resolve_inside_the_pod(pods: Pods) -> None:
     argv = [*client.exec_argv(), "getent", "hosts", "reviews"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT).stdout
     assert out.split() == [str(server.ip), "reviews", "reviews.bookinfo"]
-    localhost = subprocess.run([*client.exec_argv(), "getent", "hosts", "localhost"],
-                               capture_output=True, text=True, timeout=TIMEOUT).stdout
+    localhost = subprocess.run(
+        [*client.exec_argv(), "getent", "hosts", "localhost"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    ).stdout
     assert localhost.split()[0] in ("127.0.0.1", "::1")
     # Misses must fail fast, not wait on a DNS server the pod cannot reach.
     assert "nameserver 127.0.0.1" in (Path("/etc/netns", client.netns, "resolv.conf")).read_text()
@@ -221,8 +227,9 @@ def _wait_for(check: Callable[[], bool]) -> None:
 
 
 def _leftovers(prefix: str) -> list[str]:
-    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
-                                      text=True).stdout)
+    links = json.loads(
+        subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+    )
     found = [f"link {x['ifname']}" for x in links if x["ifname"].startswith(prefix)]
     found += [f"netns {n}" for n in list_netns() if n.startswith(prefix)]
     netns_etc = Path("/etc/netns")

@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 
 from trellis.api.kinds import parse_documents
 from trellis.compiler import ProxyConfig, compile_all
-from trellis.model.proxy import Proxy, ProxyType
+from trellis.model.proxy import InterceptionMode, Proxy, ProxyType
 from trellis.model.push_context import PushContext
 from trellis.model.registry import Workload
 from trellis.model.snapshot import MeshConfig, MeshSnapshot, OutboundPolicy
@@ -88,6 +88,8 @@ def _proxy(doc: dict[str, Any]) -> Proxy:
         namespace=meta.get("namespace", "default"),
         labels=meta.get("labels", {}),
         service_account=doc.get("serviceAccount", "default"),
+        interception=InterceptionMode(doc.get("interceptionMode", "REDIRECT")),
+        app_host=doc.get("appHost", "127.0.0.1"),
     )
 
 

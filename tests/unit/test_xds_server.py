@@ -281,6 +281,47 @@ async def test_nack_keeps_last_good_and_is_never_resent(
     assert set(client.received[CLUSTER].resources) == {"c1", "good"}
 
 
+def reject_route_to(cluster: str) -> Callable[[str, Sequence[any_pb2.Any]], str | None]:
+    def reject(type_url: str, resources: Sequence[any_pb2.Any]) -> str | None:
+        for packed in resources if type_url == ROUTE else ():
+            config = route_pb2.RouteConfiguration()
+            packed.Unpack(config)
+            if config.virtual_hosts[0].routes[0].route.cluster == cluster:
+                return f"route to {cluster}: invalid"
+        return None
+
+    return reject
+
+
+async def test_nack_clears_when_the_last_good_config_is_wanted_again(
+    server: AdsServer, make_client: ClientFactory, config: MeshConfig, clock: FakeClock
+) -> None:
+    """The bad config is deleted: nothing new to send, and the proxy is in sync again."""
+    client = make_client(reject=reject_route_to("bad"))
+    await client.start()
+    await synced(client, "v1")
+    config.by_type[ROUTE] = {"r1": route("r1", "bad")}
+    server.update("v2", frozenset({ROUTE}))
+    fire(clock)
+    await wait_status(server, lambda s: type_status(s, ROUTE).nacked_version == "v2")
+
+    config.by_type[ROUTE] = {"r1": route("r1", "c1")}
+    server.update("v3", frozenset({ROUTE}))
+    fire(clock)
+    status = await wait_status(server, lambda s: s.synced)
+    assert type_status(status, ROUTE).acked_version == "v1"
+    assert type_status(status, ROUTE).nack_message == ""
+
+    # The rejected content wanted again is not re-sent, and the NACK is reported again.
+    responses = client.received[ROUTE].responses
+    config.by_type[ROUTE] = {"r1": route("r1", "bad")}
+    server.update("v4", frozenset({ROUTE}))
+    fire(clock)
+    status = await wait_status(server, lambda s: not s.synced)
+    assert type_status(status, ROUTE).nack_message == "route to bad: invalid"
+    assert client.received[ROUTE].responses == responses
+
+
 async def test_changes_are_made_before_removals_break(
     server: AdsServer, make_client: ClientFactory, config: MeshConfig, clock: FakeClock, delta: bool
 ) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trellis.model.proxy import Proxy, ProxyType
+from trellis.model.proxy import InterceptionMode, Proxy, ProxyType
 
 XDS_CLUSTER = "xds-grpc"
 ADMIN_CLUSTER = "prometheus_stats"
@@ -76,6 +76,10 @@ class BootstrapOptions:
     # report ready, and so let its app start, before it has any listeners or clusters.
     initial_fetch_timeout_s: float = 0.0
     app_ports: tuple[int, ...] = ()
+    # NONE: no capture; the sidecar binds the pod address and is the app's HTTP proxy, and the
+    # app listens on `app_host` (DESIGN §7, `--capture=proxy`).
+    interception: InterceptionMode = InterceptionMode.REDIRECT
+    app_host: str = "127.0.0.1"
 
     @property
     def proxy(self) -> Proxy:
@@ -86,6 +90,8 @@ class BootstrapOptions:
             namespace=self.namespace,
             labels=dict(self.labels),
             service_account=self.service_account,
+            interception=self.interception,
+            app_host=self.app_host,
         )
 
 
@@ -113,7 +119,10 @@ def build_node(opts: BootstrapOptions) -> dict[str, Any]:
         "LABELS": dict(opts.labels),
         "SERVICE_ACCOUNT": opts.service_account,
         "INSTANCE_IPS": opts.ip,
+        "INTERCEPTION_MODE": opts.interception.value,
     }
+    if opts.interception is InterceptionMode.NONE:
+        metadata["APP_HOST"] = opts.app_host
     if opts.access_log_path:
         metadata["ACCESS_LOG_FILE"] = opts.access_log_path
     if opts.app_ports:  # Istio's shape: a JSON string of container ports

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -25,7 +24,7 @@ from trellis.agent.capture import teardown_capture as remove_capture
 from trellis.agent.envoy import EnvoyProcess, EnvoySettings, write_bootstrap
 from trellis.agent.logfmt import configure_logging, log_event
 from trellis.errors import RuntimeProblem, TrellisError
-from trellis.model.proxy import ProxyType
+from trellis.model.proxy import InterceptionMode, ProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-inbound-ports", default="", help="ports not captured inbound")
     p.add_argument("--exclude-outbound-cidrs", default="", help="CIDRs not captured outbound")
     p.add_argument("--app-ports", default="", help="the app's ports (node metadata POD_PORTS)")
+    p.add_argument(
+        "--interception-mode",
+        choices=[m.value for m in InterceptionMode],
+        default=InterceptionMode.REDIRECT.value,
+        help="NONE: no capture, the sidecar binds --ip and is the app's HTTP proxy",
+    )
+    p.add_argument("--app-host", default="127.0.0.1", help="where the app listens (mode NONE)")
     p.add_argument("--ready-file", type=Path, default=None)
     p.add_argument("--ready-timeout", type=float, default=120.0, help="0 waits forever")
     p.add_argument("--initial-fetch-timeout", type=float, default=0.0, help="0 waits forever")
@@ -110,6 +116,8 @@ def parse_config(argv: Sequence[str]) -> AgentConfig:
         access_log_path=args.access_log,
         initial_fetch_timeout_s=args.initial_fetch_timeout,
         app_ports=_parse_ports(args.app_ports),
+        interception=InterceptionMode(args.interception_mode),
+        app_host=args.app_host,
     )
     capture = None
     if args.capture == "iptables":
@@ -200,7 +208,7 @@ class Agent:
 
     async def _wait_app_ports(self) -> None:
         """Ready means the app accepts connections too, so `trellis run` never returns early."""
-        host = os.environ.get("TRELLIS_APP_HOST", "127.0.0.1")
+        host = self.config.bootstrap.app_host  # 127.0.0.1, or its own address without capture
         timeout = self.config.ready_timeout_s or float("inf")
         deadline = asyncio.get_running_loop().time() + timeout
         for port in self.config.bootstrap.app_ports:

@@ -9,10 +9,10 @@ import typer
 
 from trellis.cli.common import StateDirOption, layout_for, mesh_info, runtime, trellisd
 from trellis.cli.config import read_input
-from trellis.cli.mesh import start_mesh
+from trellis.cli.mesh import CaptureOption, start_mesh
 from trellis.cli.output import console
 from trellis.cli.workloads import start_workload
-from trellis.errors import RuntimeProblem, TrellisError
+from trellis.errors import Conflict, RuntimeProblem, TrellisError
 from trellis.runtime.layout import MeshInfo
 
 BOOKINFO_WORKLOADS = (
@@ -39,12 +39,18 @@ def samples_dir() -> Path:
 def demo(
     state_dir: Path | None = StateDirOption,
     ingress_port: int = typer.Option(8080, "--ingress-port"),
+    capture: str | None = CaptureOption,
 ) -> None:
     """Start the mesh (if needed) and Bookinfo behind the ingress gateway."""
     layout = layout_for(state_dir)
     info = MeshInfo.load(layout.mesh_file)
     if info is None or not info.ready:
-        start_mesh(layout, ingress_port=ingress_port, egress_gateway=False, capture="iptables")
+        start_mesh(layout, ingress_port=ingress_port, egress_gateway=False, capture=capture)
+    elif capture is not None and capture != info.capture:
+        raise Conflict(
+            f"the mesh in {layout.root} runs with --capture={info.capture}; "
+            "stop it with `trellis down` to start Bookinfo with another mode"
+        )
     samples = samples_dir()
     api = trellisd(layout)
     for f in ("bookinfo.yaml", "networking/bookinfo-gateway.yaml"):

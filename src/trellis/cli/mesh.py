@@ -16,13 +16,22 @@ from typing import Any
 import typer
 
 from trellis.cli.common import StateDirOption, layout_for, mesh_info, runtime, trellisd
-from trellis.cli.output import Format, console, err_console, print_items
+from trellis.cli.output import Format, console, err_console, print_object
 from trellis.errors import Conflict, RuntimeProblem, TrellisError
 from trellis.runtime.children import log_tail
 from trellis.runtime.layout import Layout, MeshInfo
+from trellis.runtime.loopback import choose_loopback_subnet, listening_addresses
 from trellis.runtime.netns import choose_subnet, host_networks, mesh_prefix, teardown
 
 UP_TIMEOUT_S = 90.0
+CAPTURE_IPTABLES = "iptables"
+CAPTURE_PROXY = "proxy"
+CaptureOption = typer.Option(
+    None,
+    "--capture",
+    help="iptables (namespaces + capture, needs root) or proxy (apps use HTTP_PROXY); "
+    "default: iptables when root, else proxy",
+)
 
 
 def up(
@@ -33,29 +42,54 @@ def up(
     egress_gateway: bool = typer.Option(
         False, "--egress-gateway", help="Also run the egress gateway"
     ),
-    capture: str = typer.Option("iptables", "--capture", help="iptables (root) or proxy"),
+    capture: str | None = CaptureOption,
 ) -> None:
     """Start the mesh: trellisd and the ingress gateway, in the background; return when ready."""
     layout = layout_for(state_dir)
     start_mesh(layout, ingress_port=ingress_port, egress_gateway=egress_gateway, capture=capture)
     info = mesh_info(layout)
-    console.print(f"Mesh is up (state dir {layout.root}, prefix {info.prefix}).")
+    mode = "; no capture: apps use HTTP_PROXY" if info.proxy_mode else ""
+    console.print(f"Mesh is up (state dir {layout.root}, prefix {info.prefix}{mode}).")
     console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
 
 
-def start_mesh(layout: Layout, *, ingress_port: int, egress_gateway: bool, capture: str) -> None:
-    if capture != "iptables":
+def resolve_capture(capture: str | None) -> str:
+    """iptables when root, else proxy (with a note); an explicit choice is checked."""
+    root = os.geteuid() == 0
+    if capture is None:
+        if not root:
+            err_console.print(
+                "Not root: starting without traffic capture (--capture=proxy); "
+                "see docs/capture-proxy.md."
+            )
+        return CAPTURE_IPTABLES if root else CAPTURE_PROXY
+    if capture not in (CAPTURE_IPTABLES, CAPTURE_PROXY):
+        raise TrellisError(f"--capture: {capture!r} is not one of iptables, proxy")
+    if capture == CAPTURE_IPTABLES and not root:
         raise RuntimeProblem(
-            "--capture=proxy is not available yet; run `trellis up` as root (iptables capture)"
+            "--capture=iptables needs root for network namespaces and iptables; run it with "
+            "sudo, or use --capture=proxy"
         )
-    if os.geteuid() != 0:
+    return capture
+
+
+def start_mesh(
+    layout: Layout, *, ingress_port: int, egress_gateway: bool, capture: str | None
+) -> None:
+    capture = resolve_capture(capture)
+    if capture == CAPTURE_PROXY and egress_gateway:
         raise RuntimeProblem(
-            "trellis up needs root for network namespaces and iptables capture; run it with sudo"
+            "--egress-gateway needs --capture=iptables: without capture its listeners would "
+            "share the host network with everything else"
         )
     _refuse_running_mesh(layout)
     _clean_stale(layout)
     _check_port_free(ingress_port)
     layout.logs.mkdir(parents=True, exist_ok=True)
+    if capture == CAPTURE_PROXY:
+        subnet = choose_loopback_subnet(listening_addresses(), mesh_prefix(layout.root))
+    else:
+        subnet = choose_subnet(host_networks())
     argv = [
         sys.executable,
         "-m",
@@ -65,7 +99,9 @@ def start_mesh(layout: Layout, *, ingress_port: int, egress_gateway: bool, captu
         "--ingress-port",
         str(ingress_port),
         "--subnet",
-        str(choose_subnet(host_networks())),
+        str(subnet),
+        "--capture",
+        capture,
     ]
     if egress_gateway:
         argv.append("--egress-gateway")
@@ -139,16 +175,18 @@ def down(state_dir: Path | None = StateDirOption) -> None:
             pass
         if info is not None:
             _wait_exit(info.supervisor_pid, 60.0)
-        _teardown(layout)
+        _teardown(layout, info)
     console.print("Mesh stopped and cleaned up.")
 
 
-def _teardown(layout: Layout) -> None:
+def _teardown(layout: Layout, known: MeshInfo | None = None) -> None:
     """Kill whatever is left by PID and remove every host object carrying the mesh's prefix."""
-    info = MeshInfo.load(layout.mesh_file)
+    info = MeshInfo.load(layout.mesh_file) or known
     for pid in _recorded_pids(layout, info):
         _kill_group(pid)
-    teardown(info.prefix if info else mesh_prefix(layout.root))
+    # Without capture nothing was created on the host; without root nothing could have been.
+    if (info is None or not info.proxy_mode) and os.geteuid() == 0:
+        teardown(info.prefix if info else mesh_prefix(layout.root))
     for path in (
         layout.mesh_file,
         layout.runtime_socket,
@@ -207,11 +245,11 @@ def status(
     info = mesh_info(layout)
     rt = runtime(layout).call("GET", "/status")
     if output is not Format.table:
-        print_items([], output, [], raw=[{"mesh": asdict(info), **rt}])
+        print_object({"mesh": asdict(info), **rt}, output)
         return
     console.print(
         f"Mesh: {'ready' if rt['ready'] else 'starting'} (state dir {layout.root}, "
-        f"prefix {info.prefix}, subnet {info.subnet})"
+        f"prefix {info.prefix}, subnet {info.subnet}, capture {info.capture})"
     )
     console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
     for c in rt["components"]:

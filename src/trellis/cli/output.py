@@ -33,7 +33,7 @@ def print_items(
     """Print `items` as a table of `columns` (header, key), or `raw` (default items) as YAML/JSON."""
     data = list(raw if raw is not None else items)
     if fmt is Format.json:
-        print(json.dumps(data if len(data) != 1 or raw is None else data[0], indent=2))
+        print(json.dumps(data, indent=2))
         return
     if fmt is Format.yaml:
         print(yaml.safe_dump_all(data, sort_keys=False) if data else "", end="")
@@ -47,6 +47,14 @@ def print_items(
     for item in items:
         table.add_row(*(_cell(item.get(key)) for _, key in columns))
     console.print(table)
+
+
+def print_object(obj: dict[str, Any], fmt: Format) -> None:
+    """One object (not a list) as JSON or YAML."""
+    if fmt is Format.yaml:
+        print(yaml.safe_dump(obj, sort_keys=False), end="")
+    else:
+        print(json.dumps(obj, indent=2))
 
 
 def _cell(value: Any) -> str:

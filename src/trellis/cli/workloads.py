@@ -104,9 +104,13 @@ def exec_(
     namespace: str = typer.Option("default", "-n", "--namespace"),
     state_dir: Path | None = StateDirOption,
 ) -> None:
-    """Run a command inside a workload's network namespace (its traffic is captured too)."""
+    """Run a command inside a workload's network namespace (its traffic is captured too);
+    without capture, with the workload's environment (HTTP_PROXY to its sidecar)."""
     item = find_workload(layout_for(state_dir), name, namespace)
-    os.execvp("ip", ["ip", "netns", "exec", item["netns"], *command])
+    if item.get("netns"):
+        os.execvp("ip", ["ip", "netns", "exec", item["netns"], *command])
+    env = {**os.environ, **{str(k): str(v) for k, v in dict(item.get("env") or {}).items()}}
+    os.execvpe(command[0], command, env)
 
 
 def ps(

@@ -19,6 +19,7 @@ from trellis.compiler.clusters import build_clusters
 from trellis.compiler.endpoints import build_endpoints
 from trellis.compiler.gateway import build_gateway_route_configs
 from trellis.compiler.listeners import build_listeners
+from trellis.compiler.proxy_mode import build_proxy_mode_route_configs
 from trellis.compiler.routes import build_sidecar_route_configs
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy, ProxyType
@@ -48,6 +49,8 @@ class ProxyConfig:
 def build_route_configs(proxy: Proxy, push: PushContext) -> dict[str, route_pb2.RouteConfiguration]:
     if proxy.type == ProxyType.ROUTER:
         return build_gateway_route_configs(proxy, push)
+    if not proxy.captured:
+        return build_proxy_mode_route_configs(proxy, push)
     return build_sidecar_route_configs(proxy, push)
 
 

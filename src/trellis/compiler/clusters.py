@@ -12,6 +12,7 @@ from envoy.type.matcher.v3 import string_pb2
 
 from trellis.api.duration import parse_duration
 from trellis.api.networking import ClientTLSMode, ClientTLSSettings, DestinationRule
+from trellis.compiler.forward_proxy import build_forward_passthrough_cluster
 from trellis.compiler.protos import ads_config_source, duration, pack, socket_address, struct
 from trellis.compiler.traffic_policy import (
     HTTP_PROTOCOL_OPTIONS,
@@ -162,25 +163,28 @@ def _validation_context(tls: ClientTLSSettings) -> common_pb2.CertificateValidat
 
 
 def build_inbound_clusters(proxy: Proxy, push: PushContext) -> list[cluster_pb2.Cluster]:
-    """`inbound|TARGETPORT||` -> the app on 127.0.0.1, one per port of a service selecting us."""
+    """`inbound|TARGETPORT||` -> the app (on 127.0.0.1 in a pod, on its private loopback
+    address without capture), one per port of a service selecting us."""
     clusters: dict[str, cluster_pb2.Cluster] = {}
     for service in push.services_selecting(proxy):
         for port in service.ports:
             name = ClusterName.inbound(port.target_port)
             if name not in clusters:
-                clusters[name] = build_inbound_cluster(service, port, push.mesh)
+                clusters[name] = build_inbound_cluster(
+                    service, port, push.mesh, app_host=proxy.app_host
+                )
     return list(clusters.values())
 
 
 def build_inbound_cluster(
-    service: Service, port: ServicePort, mesh: MeshConfig
+    service: Service, port: ServicePort, mesh: MeshConfig, *, app_host: str = names.LOCALHOST
 ) -> cluster_pb2.Cluster:
     name = ClusterName.inbound(port.target_port)
     cluster = cluster_pb2.Cluster(
         name=name,
         type=_TYPE.STATIC,
         connect_timeout=duration(mesh.connect_timeout_s),
-        load_assignment=_static_assignment(name, names.LOCALHOST, port.target_port),
+        load_assignment=_static_assignment(name, app_host, port.target_port),
         circuit_breakers=build_circuit_breakers(None),
         metadata=_istio_metadata(service, ""),
     )
@@ -202,7 +206,11 @@ def _static_assignment(name: str, address: str, port: int) -> endpoint_pb2.Clust
 
 def build_special_clusters(proxy: Proxy, mesh: MeshConfig) -> list[cluster_pb2.Cluster]:
     """BlackHole (drop), Passthrough (to the original destination) and, for sidecars,
-    InboundPassthrough (unknown inbound ports straight to the app)."""
+    InboundPassthrough (unknown inbound ports straight to the app). Without capture there is
+    no original destination: Passthrough goes by the request's Host, and nothing is inbound
+    passthrough."""
+    if not proxy.captured:
+        return [build_blackhole_cluster(mesh), build_forward_passthrough_cluster(mesh)]
     clusters = [build_blackhole_cluster(mesh), build_passthrough_cluster(names.PASSTHROUGH, mesh)]
     if proxy.type == ProxyType.SIDECAR:
         inbound = build_passthrough_cluster(names.INBOUND_PASSTHROUGH, mesh)

@@ -3,7 +3,8 @@
 With iptables capture every outbound connection lands on `virtualOutbound`, which hands it to
 the listener bound to its original destination: `0.0.0.0_PORT` for HTTP (routing by Host via
 RDS `PORT`) or `VIP_PORT` for TCP. Inbound connections land on `virtualInbound` and are
-matched by destination port. Gateways are in `gateway.py`.
+matched by destination port. Gateways are in `gateway.py`; sidecars without capture in
+`proxy_mode.py`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def build_listeners(proxy: Proxy, push: PushContext) -> dict[str, listener_pb2.L
     """Every listener this proxy should have, by name."""
     if proxy.type == ProxyType.ROUTER:
         listeners = build_gateway_listeners(proxy, push)
+    elif not proxy.captured:
+        from trellis.compiler.proxy_mode import build_proxy_mode_listeners  # imports this module
+
+        listeners = build_proxy_mode_listeners(proxy, push)
     else:
         listeners = [
             build_virtual_outbound(push.mesh),

@@ -1,7 +1,8 @@
 """The control plane's view of the mesh: store + registry in, versioned PushContext out.
 
 Every write (apply, delete, workload change) produces a new MeshSnapshot and PushContext, then
-tells the xDS server which xDS types changed. Compiled output is cached per proxy and version.
+tells the xDS server which xDS types changed. Compiled output is cached per version and part,
+keyed by the proxy facts that part reads (compiler/dependencies.py), so proxies alike share it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 
 from trellis.api.base import Resource
 from trellis.compiler import compile_all
+from trellis.compiler.dependencies import output_parts
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy
 from trellis.model.push_context import PushContext
@@ -60,7 +62,7 @@ class MeshState:
         self._lock = threading.RLock()
         # Versions start from the clock so a restarted trellisd never reuses an old version.
         self._version = int(time.time() * 1000)
-        self._cache: dict[tuple[str, int], Any] = {}
+        self._cache: dict[tuple[int, str, str, Hashable], Mapping[str, Message]] = {}
         self.snapshot = MeshSnapshot(version=self._version, mesh=mesh)
         self.push = PushContext.build(self.snapshot)
         self.listeners: list[Callable[[MeshSnapshot, Sequence[WorkloadRecord]], None]] = []
@@ -147,14 +149,18 @@ class MeshState:
     # -- output ---------------------------------------------------------------------------------
 
     def generate(self, proxy: Proxy, type_url: str) -> Mapping[str, Message]:
-        """The ConfigGenerator the xDS server calls: compiled once per proxy and version."""
+        """The ConfigGenerator the xDS server calls: each part compiled once per version and
+        per distinct value of what it depends on (the cached protos are shared: read only)."""
         with self._lock:
-            key = (proxy.id + repr(sorted(proxy.labels.items())), self._version)
-            cfg = self._cache.get(key)
-            if cfg is None:
-                cfg = compile_all(proxy, self.push)
-                self._cache[key] = cfg
-        return cfg.by_type(type_url)
+            push = self.push
+            merged: dict[str, Message] = {}
+            for part in output_parts(proxy, type_url):
+                key = (push.version, type_url, part.name, part.key(proxy, push))
+                output = self._cache.get(key)
+                if output is None:
+                    output = self._cache[key] = part.build(proxy, push)
+                merged.update(output)
+        return merged
 
     def compiled(self, proxy: Proxy) -> Any:
         with self._lock:

@@ -17,6 +17,10 @@ VIRTUAL_OUTBOUND = "virtualOutbound"
 VIRTUAL_OUTBOUND_PORT = 15001
 VIRTUAL_INBOUND = "virtualInbound"
 VIRTUAL_INBOUND_PORT = 15006
+# Without capture (`--capture=proxy`) the sidecar is the app's HTTP proxy on POD_IP:15001,
+# routing with one route configuration that covers every mesh HTTP service and port.
+HTTP_PROXY_PORT = 15001
+HTTP_PROXY_ROUTE = "proxy"
 
 WILDCARD_ADDRESS = "0.0.0.0"
 LOCALHOST = "127.0.0.1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from trellis.api.base import Resource
 from trellis.api.networking import DestinationRule, Gateway, VirtualService
@@ -21,6 +21,7 @@ from trellis.model.snapshot import MeshConfig, MeshSnapshot
 
 MESH_GATEWAY = "mesh"
 _R = TypeVar("_R", bound=Resource)
+_T = TypeVar("_T")
 
 
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -68,6 +69,9 @@ class PushContext:
     _endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]]
     _vs_by_gateway: Mapping[str, tuple[VirtualService, ...]]
     _rules_by_namespace: Mapping[str, tuple[tuple[str, DestinationRule], ...]]
+    _mesh_vs_hosts: HostIndex[VirtualService]
+    source_label_keys: frozenset[str]  # label keys any VirtualService match selects clients on
+    _rules_by_host: Mapping[str, HostIndex[DestinationRule]]
 
     @classmethod
     def build(cls, snapshot: MeshSnapshot) -> PushContext:
@@ -80,6 +84,11 @@ class PushContext:
         for rule in rules:
             host = _resolve(rule.spec.host, rule.namespace, domain, by_host)
             rules_by_namespace[rule.namespace].append((host, rule))
+        vs_by_gateway = _index_vs_by_gateway(virtual_services)
+        mesh_vs_hosts = HostIndex.of(
+            (vs, (_resolve(h, vs.namespace, domain, by_host) for h in vs.spec.hosts))
+            for vs in vs_by_gateway.get(MESH_GATEWAY, ())
+        )
         return cls(
             version=snapshot.version,
             mesh=snapshot.mesh,
@@ -90,8 +99,14 @@ class PushContext:
             gateways=_of_kind(snapshot.resources, Gateway),
             _services_by_host=by_host,
             _endpoints=_index_endpoints(services, snapshot.workloads),
-            _vs_by_gateway=_index_vs_by_gateway(virtual_services),
+            _vs_by_gateway=vs_by_gateway,
             _rules_by_namespace={k: tuple(v) for k, v in rules_by_namespace.items()},
+            _mesh_vs_hosts=mesh_vs_hosts,
+            source_label_keys=_source_label_keys(virtual_services),
+            _rules_by_host={
+                ns: HostIndex.of((dr, (host,)) for host, dr in pairs)
+                for ns, pairs in rules_by_namespace.items()
+            },
         )
 
     # --- services and hosts -------------------------------------------------------------
@@ -131,9 +146,8 @@ class PushContext:
 
     def mesh_virtual_service(self, hostname: str, namespace: str) -> VirtualService | None:
         """The VirtualService sidecars in `namespace` use for `hostname`; the first one wins."""
-        for vs in self.virtual_services_for(MESH_GATEWAY, namespace):
-            hosts = (self.resolve_host(h, vs.namespace) for h in vs.spec.hosts)
-            if any(host_matches(h, hostname) for h in hosts):
+        for vs in self._mesh_vs_hosts.in_order(hostname):
+            if exported_to(vs.spec.export_to, vs.namespace, namespace):
                 return vs
         return None
 
@@ -155,15 +169,13 @@ class PushContext:
     def _destination_rule_in(
         self, namespace: str, hostname: str, client_namespace: str
     ) -> DestinationRule | None:
-        candidates = [
-            dr
-            for host, dr in self._rules_by_namespace.get(namespace, ())
-            if host_matches(host, hostname)
-            and exported_to(dr.spec.export_to, dr.namespace, client_namespace)
-        ]
-        exact = [dr for dr in candidates if "*" not in dr.spec.host]
-        chosen = exact or candidates
-        return chosen[0] if chosen else None
+        index = self._rules_by_host.get(namespace)
+        if index is None:
+            return None
+        for dr in index.exact_first(hostname):
+            if exported_to(dr.spec.export_to, dr.namespace, client_namespace):
+                return dr
+        return None
 
     # --- Gateways ---------------------------------------------------------------------
 
@@ -175,6 +187,52 @@ class PushContext:
         """The registry Service fronting a gateway proxy (e.g. istio-ingressgateway)."""
         selecting = self.services_selecting(proxy)
         return selecting[0] if selecting else None
+
+
+@dataclass(frozen=True, slots=True)
+class HostIndex(Generic[_T]):
+    """Items by the (resolved) hosts they name, so a lookup by host is not a scan of all items.
+
+    Items keep their original position: `in_order` serves "the first one wins" (VirtualService),
+    `exact_first` serves "an exact host beats a wildcard, then the first one" (DestinationRule).
+    """
+
+    exact: Mapping[str, tuple[tuple[int, _T], ...]]
+    wildcards: tuple[tuple[int, str, _T], ...]
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[_T, Iterable[str]]]) -> HostIndex[_T]:
+        exact: defaultdict[str, list[tuple[int, _T]]] = defaultdict(list)
+        wildcards: list[tuple[int, str, _T]] = []
+        for position, (item, hosts) in enumerate(entries):
+            for host in dict.fromkeys(hosts):
+                if "*" in host:
+                    wildcards.append((position, host, item))
+                else:
+                    exact[host].append((position, item))
+        return cls({h: tuple(items) for h, items in exact.items()}, tuple(wildcards))
+
+    def _exact(self, host: str) -> list[tuple[int, _T]]:
+        return list(self.exact.get(host, ()))
+
+    def _wildcard(self, host: str) -> list[tuple[int, _T]]:
+        return [(pos, item) for pos, pattern, item in self.wildcards if host_matches(pattern, host)]
+
+    def in_order(self, host: str) -> list[_T]:
+        return _unique(sorted(self._exact(host) + self._wildcard(host), key=lambda e: e[0]))
+
+    def exact_first(self, host: str) -> list[_T]:
+        return _unique(self._exact(host) + self._wildcard(host))
+
+
+def _unique(entries: Iterable[tuple[int, _T]]) -> list[_T]:
+    seen: set[int] = set()
+    out: list[_T] = []
+    for position, item in entries:
+        if position not in seen:
+            seen.add(position)
+            out.append(item)
+    return out
 
 
 def _resolve(host: str, namespace: str, domain: str, known: Mapping[str, Service]) -> str:
@@ -223,6 +281,19 @@ def _endpoint(workload: Workload, port: int) -> Endpoint:
         namespace=workload.namespace,
         has_sidecar=workload.has_sidecar,
     )
+
+
+def _source_label_keys(virtual_services: Iterable[VirtualService]) -> frozenset[str]:
+    """Every label key a `sourceLabels` selector reads (http, tls and tcp matches)."""
+    keys: set[str] = set()
+    for vs in virtual_services:
+        for http in vs.spec.http:
+            keys.update(k for m in http.match for k in m.source_labels)
+        for tls in vs.spec.tls:
+            keys.update(k for m in tls.match for k in m.source_labels)
+        for tcp in vs.spec.tcp:
+            keys.update(k for m in tcp.match for k in m.source_labels)
+    return frozenset(keys)
 
 
 def _index_vs_by_gateway(

@@ -61,6 +61,13 @@ class MeshInfo:
     started_at: float = 0.0
     ready: bool = False
     gateway_ports: dict[str, int] = field(default_factory=dict)
+    # "iptables": pods are network namespaces with capture; "proxy": loopback addresses, apps
+    # reach their sidecar through HTTP_PROXY (DESIGN §7). `trellis run` follows it.
+    capture: str = "iptables"
+
+    @property
+    def proxy_mode(self) -> bool:
+        return self.capture == "proxy"
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

@@ -22,6 +22,7 @@ from trellis.errors import TrellisError
 from trellis.runtime.children import Child
 from trellis.runtime.client import LocalApi
 from trellis.runtime.layout import Layout, MeshInfo
+from trellis.runtime.loopback import HOST_ADDRESS, free_port
 from trellis.runtime.netns import MeshNetwork, mesh_prefix
 from trellis.runtime.workloads import WorkloadManager, WorkloadSpec
 
@@ -29,31 +30,33 @@ log = logging.getLogger("trellis.runtime")
 
 
 class Supervisor:
-    def __init__(self, layout: Layout, info: MeshInfo, network: MeshNetwork) -> None:
+    """`network` is None without capture (`--capture=proxy`): nothing on the host to set up."""
+
+    def __init__(self, layout: Layout, info: MeshInfo, network: MeshNetwork | None) -> None:
         self.layout = layout
         self.info = info
         self.network = network
         self.trellisd_api = LocalApi(layout.trellisd_socket, "trellisd")
-        self.trellisd = Child(
-            name="trellisd",
-            argv=[
-                sys.executable,
-                "-m",
-                "trellis.controlplane.app",
-                "--state-dir",
-                str(layout.root),
-                "--xds-address",
-                f"{info.bridge_ip}:{info.xds_port}",
-            ],
-            log_path=layout.logs / "trellisd.log",
-        )
+        argv = [
+            sys.executable,
+            "-m",
+            "trellis.controlplane.app",
+            "--state-dir",
+            str(layout.root),
+            "--xds-address",
+            f"{info.bridge_ip}:{info.xds_port}",
+        ]
+        if network is None:
+            argv.append("--no-hosts")  # names resolve through the sidecar, not /etc/hosts
+        self.trellisd = Child(name="trellisd", argv=argv, log_path=layout.logs / "trellisd.log")
         self.workloads = WorkloadManager(layout, info, network, self.trellisd_api)
         self.workloads.components.append(self.trellisd)
         self.stopping = asyncio.Event()
 
     async def start(self) -> None:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.network.create)
+        if self.network is not None:
+            await asyncio.to_thread(self.network.create)
         await self.trellisd.start()
         await self._wait_trellisd(30.0)
         await self.workloads.start_gateways()
@@ -93,7 +96,8 @@ class Supervisor:
         log.info("event=shutdown")
         await self.workloads.stop_all()
         await self.trellisd.stop()
-        await asyncio.to_thread(self.network.teardown)
+        if self.network is not None:
+            await asyncio.to_thread(self.network.teardown)
         self.layout.mesh_file.unlink(missing_ok=True)
 
 
@@ -141,7 +145,7 @@ def build_api(sup: Supervisor) -> web.Application:
 
 
 async def amain(layout: Layout, info: MeshInfo) -> int:
-    network = MeshNetwork(prefix=info.prefix, subnet=info.subnet)
+    network = None if info.proxy_mode else MeshNetwork(prefix=info.prefix, subnet=info.subnet)
     sup = Supervisor(layout, info, network)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -170,11 +174,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ingress-port", type=int, default=8080)
     parser.add_argument("--egress-gateway", action="store_true")
     parser.add_argument("--subnet", required=True)
+    parser.add_argument("--capture", choices=["iptables", "proxy"], default="iptables")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     layout = Layout(args.state_dir.resolve())
     subnet = args.subnet
-    bridge_ip = subnet.split("/")[0].rsplit(".", 1)[0] + ".1"
+    proxy_mode = args.capture == "proxy"
+    # Pods reach trellisd on the bridge; without capture on the host's loopback, any free port.
+    bridge_ip = HOST_ADDRESS if proxy_mode else subnet.split("/")[0].rsplit(".", 1)[0] + ".1"
     info = MeshInfo(
         prefix=mesh_prefix(layout.root),
         subnet=subnet,
@@ -183,7 +190,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         egress_gateway=args.egress_gateway,
         supervisor_pid=os.getpid(),
         started_at=time.time(),
+        capture=args.capture,
     )
+    if proxy_mode:
+        info.xds_port = free_port(HOST_ADDRESS)
     info.save(layout.mesh_file)
     sys.exit(asyncio.run(amain(layout, info)))
 

@@ -1,4 +1,7 @@
-"""Workloads and gateways of the local runtime: a network namespace ("pod") + agent + app."""
+"""Workloads and gateways of the local runtime: a network namespace ("pod") + agent + app.
+
+Without capture (`--capture=proxy`) a pod is a loopback address instead (runtime/loopback.py).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trellis.errors import Conflict, TrellisError
+from trellis.model import names
+from trellis.runtime import loopback
 from trellis.runtime.children import Child, log_tail
 from trellis.runtime.client import LocalApi
 from trellis.runtime.layout import Layout, MeshInfo
@@ -65,6 +70,9 @@ class RunningWorkload:
     netns: str
     child: Child
     started_at: float = field(default_factory=time.monotonic)
+    # Without capture: where the app listens and what `trellis exec` adds to a command's env.
+    app_host: str = ""
+    mesh_env: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -72,6 +80,8 @@ class RunningWorkload:
             "namespace": self.spec.namespace,
             "ip": self.ip,
             "netns": self.netns,
+            "appHost": self.app_host,
+            "env": dict(self.mesh_env),
             "labels": dict(self.spec.labels),
             "ports": list(self.spec.ports),
             "serviceAccount": self.spec.service_account,
@@ -84,7 +94,9 @@ class RunningWorkload:
 
 
 class WorkloadManager:
-    def __init__(self, layout: Layout, info: MeshInfo, network: MeshNetwork, trellisd: LocalApi):
+    def __init__(
+        self, layout: Layout, info: MeshInfo, network: MeshNetwork | None, trellisd: LocalApi
+    ):
         self.layout = layout
         self.info = info
         self.network = network
@@ -105,9 +117,12 @@ class WorkloadManager:
                     f"stop it first with `trellis stop {spec.name} -n {spec.namespace}`"
                 )
             ip = self._allocate_ip()
-            netns = f"{self.info.prefix}-{spec.namespace}-{spec.name}"
-            await asyncio.to_thread(self.network.create_pod, netns, ip)
-            wl = RunningWorkload(spec, ip, netns, self._child_for(spec, ip, netns))
+            if self.network is None:
+                wl = self._loopback_workload(spec, ip)
+            else:
+                netns = f"{self.info.prefix}-{spec.namespace}-{spec.name}"
+                await asyncio.to_thread(self.network.create_pod, netns, ip)
+                wl = RunningWorkload(spec, ip, netns, self._child_for(spec, ip, netns))
             self.running[key] = wl
         try:
             await self._register(wl)
@@ -157,7 +172,8 @@ class WorkloadManager:
             await self.trellisd.acall("DELETE", f"/workloads/{wl.spec.namespace}/{wl.spec.name}")
         except TrellisError as e:
             log.info("event=deregister-skipped name=%s reason=%s", wl.spec.name, e)
-        await asyncio.to_thread(self.network.delete_pod, wl.netns)
+        if self.network is not None and wl.netns:
+            await asyncio.to_thread(self.network.delete_pod, wl.netns)
 
     async def _register(self, wl: RunningWorkload) -> None:
         body = {
@@ -178,24 +194,47 @@ class WorkloadManager:
                 return str(host)
         raise TrellisError(f"no free address left in {self.info.subnet}")
 
-    def _child_for(self, spec: WorkloadSpec, ip: str, netns: str) -> Child:
+    def _loopback_workload(self, spec: WorkloadSpec, ip: str) -> RunningWorkload:
+        """Without capture: the app on its private address (the pod address itself when it
+        has no sidecar), after checking that nothing holds the ports it will need."""
+        app_host = loopback.app_address(ip) if spec.sidecar else ip
+        proxy_port = [names.HTTP_PROXY_PORT] if spec.sidecar else []
+        loopback.check_ports_free([ip], [*spec.ports, *proxy_port])
+        loopback.check_ports_free([app_host], spec.ports)
+        mesh_env = loopback.app_env(ip, app_host, sidecar=spec.sidecar)
+        child = self._child_for(spec, ip, "", extra_env=mesh_env, app_host=app_host)
+        return RunningWorkload(spec, ip, "", child, app_host=app_host, mesh_env=mesh_env)
+
+    def _child_for(
+        self,
+        spec: WorkloadSpec,
+        ip: str,
+        netns: str,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        app_host: str = "",
+    ) -> Child:
+        """In the pod's namespace (`ip netns exec`), or without capture in the host network."""
         wdir = self.layout.workload_dir(spec.namespace, spec.name)
         shutil.rmtree(wdir, ignore_errors=True)
         wdir.mkdir(parents=True)
-        env = _workload_env(spec, ip)
+        env = {**_workload_env(spec, ip), **(extra_env or {})}
+        in_pod = ["ip", "netns", "exec", netns] if netns else []
         if spec.sidecar:
-            argv = self._agent_argv(spec, ip, wdir, capture=not spec.router)
+            argv = self._agent_argv(spec, ip, wdir, capture=not spec.router and bool(netns))
+            if not netns:
+                argv += _uncaptured_agent_args(app_host)
             argv += ["--", *spec.command] if spec.command else []
             return Child(
                 f"{spec.name}.{spec.namespace}",
-                ["ip", "netns", "exec", netns, *argv],
+                [*in_pod, *argv],
                 wdir / "agent.log",
                 env=env,
                 cwd=spec.cwd,
             )
         return Child(
             f"{spec.name}.{spec.namespace}",
-            ["ip", "netns", "exec", netns, *spec.command],
+            [*in_pod, *spec.command],
             wdir / "app.log",
             env=env,
             cwd=spec.cwd,
@@ -256,7 +295,7 @@ class WorkloadManager:
         if not wl.spec.ports:
             # Nothing to probe: alive for a moment counts (a crash at start-up shows first).
             return time.monotonic() - wl.started_at > 0.5
-        return all([await _port_open(wl.ip, p) for p in wl.spec.ports])
+        return all([await _port_open(wl.app_host or wl.ip, p) for p in wl.spec.ports])
 
     # -- gateways -------------------------------------------------------------------------------
 
@@ -351,6 +390,23 @@ def _workload_env(spec: WorkloadSpec, ip: str) -> dict[str, str]:
     if "version" in spec.labels:
         env.setdefault("SERVICE_VERSION", spec.labels["version"])
     return env
+
+
+def _uncaptured_agent_args(app_host: str) -> list[str]:
+    """A sidecar in the host network: own admin/stats/ready ports, no capture (DESIGN §7)."""
+    admin, stats, ready = (_free_port() for _ in range(3))
+    return [
+        "--interception-mode",
+        "NONE",
+        "--app-host",
+        app_host,
+        "--admin-port",
+        str(admin),
+        "--stats-port",
+        str(stats),
+        "--ready-port",
+        str(ready),
+    ]
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -21,11 +21,11 @@ from trellis.model.xds_types import CLUSTER, ENDPOINT, PUSH_ORDER, SHORT_NAMES
 from trellis.xds.contract import ConfigGenerator, ProxyStatus
 from trellis.xds.protocol import WILDCARD_TYPES, Decision, decide_delta, decide_sotw, is_wanted
 from trellis.xds.resources import (
+    PackCache,
     PackedResource,
     Payload,
     delta_payload,
     eds_names,
-    pack_all,
     sotw_payload,
 )
 from trellis.xds.stream_state import TypeStream
@@ -55,6 +55,7 @@ class ConnectionContext:
     semaphore: asyncio.Semaphore
     tally: PushTally
     ack_timeout: float
+    packer: PackCache = field(default_factory=PackCache)  # shared by every connection
 
 
 class AdsConnection:
@@ -159,6 +160,7 @@ class AdsConnection:
                 sent = await self._send(stream, self._update_payload(stream, targets, force_all))
             if sent:
                 nacked |= not await self._wait_answered(stream)
+            stream.reconcile(targets[type_url])
         if not nacked:
             await self._push_removals(order, targets)
 
@@ -210,7 +212,8 @@ class AdsConnection:
     # -- sending ----------------------------------------------------------------------------
 
     def _generate(self, type_url: str) -> dict[str, PackedResource]:
-        return pack_all(self._ctx.generator(self.proxy, type_url))
+        resources = self._ctx.generator(self.proxy, type_url)
+        return self._ctx.packer.pack_all(resources, self._ctx.version())
 
     async def _send(self, stream: TypeStream, payload: Payload, *, required: bool = False) -> bool:
         """Send `payload` (if non-empty or `required`) and account for it; True if sent."""

@@ -63,6 +63,7 @@ class LightAdsClient:
         reject: RejectFn | None = None,
         clock: Callable[[], float] = time.monotonic,
         keep_history: bool = False,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.target = target
         self.delta = delta
@@ -76,6 +77,7 @@ class LightAdsClient:
         self._node.metadata.update(dict(metadata or {}))
         self._reject = reject
         self._clock = clock
+        self._channel_options = list(channel_options)  # e.g. a larger max receive size
         self._subs: dict[str, set[str]] = {}
         self._refs: dict[str, dict[str, set[str]]] = {CLUSTER: {}, LISTENER: {}}
         self._nonces: dict[str, str] = {}
@@ -96,7 +98,7 @@ class LightAdsClient:
 
     async def start(self) -> None:
         """Open the stream and subscribe; after `close()` it reconnects with what it holds."""
-        self._channel = grpc.aio.insecure_channel(self.target)
+        self._channel = grpc.aio.insecure_channel(self.target, options=self._channel_options)
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
         method = stub.DeltaAggregatedResources if self.delta else stub.StreamAggregatedResources
         self._call = method()

@@ -2,8 +2,9 @@
 
 The node id is `TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local` (DESIGN §4); labels and the
 service account come from node metadata the way Istio's agent sends them (LABELS,
-SERVICE_ACCOUNT, NAMESPACE, NAME). Metadata wins over what the id implies for NAME/NAMESPACE
-only when the id leaves them out; a contradiction is an error, not a guess.
+SERVICE_ACCOUNT, NAMESPACE, NAME, INTERCEPTION_MODE; APP_HOST is Trellis's own). Metadata wins
+over what the id implies for NAME/NAMESPACE only when the id leaves them out; a contradiction is
+an error, not a guess.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
 from trellis.errors import TrellisError
-from trellis.model.proxy import Proxy, ProxyType
+from trellis.model.proxy import InterceptionMode, Proxy, ProxyType
 
 _DOMAIN_SUFFIX = ".svc.cluster.local"
 
@@ -48,7 +49,18 @@ def proxy_from_node(node: base_pb2.Node) -> Proxy:
         namespace=namespace,
         labels=_labels(node.id, meta),
         service_account=_meta_str(meta, "SERVICE_ACCOUNT") or "default",
+        interception=_interception(node.id, _meta_str(meta, "INTERCEPTION_MODE")),
+        app_host=_ip(node.id, _meta_str(meta, "APP_HOST") or "127.0.0.1"),
     )
+
+
+def _interception(node_id: str, text: str) -> InterceptionMode:
+    """Istio's INTERCEPTION_MODE; absent means REDIRECT, as in Istio."""
+    try:
+        return InterceptionMode(text or InterceptionMode.REDIRECT.value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in InterceptionMode)
+        raise MalformedNode(node_id, f"INTERCEPTION_MODE {text!r} is not one of {allowed}") from None
 
 
 def _split_id(node_id: str) -> list[str]:

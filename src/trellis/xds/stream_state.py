@@ -37,6 +37,7 @@ class TypeStream:
         self.state = TypeState()
         self.have: dict[str, PackedResource] = {}
         self.rejected: dict[str, str] = {}
+        self.rejections: dict[str, tuple[str, str]] = {}  # name -> (version, NACK message)
         self.records: dict[str, SentRecord] = {}
         self.sent_version = ""
         self.acked_version = ""
@@ -95,6 +96,32 @@ class TypeStream:
         self.state = replace(self.state, pending_nonces=frozenset())
         self.idle.set()
 
+    def reconcile(self, target: Mapping[str, PackedResource]) -> None:
+        """Keep the NACK status true to what this proxy should have now, nothing in flight.
+
+        Rejected content is never re-sent, so no answer will report on it: the NACK stands
+        while the target still holds it, and ends once the client holds the whole target
+        again (e.g. the bad config was deleted and the last good one is wanted once more).
+        """
+        if self.records:
+            return
+        mine = {n: r for n, r in target.items() if is_wanted(self.state, n)}
+        blocked = [n for n, r in mine.items() if not self._holds(r) and self._rejects(r)]
+        if blocked:
+            self.nacked_version, self.nack_message = self.rejections[blocked[0]]
+        elif self.nacked_version and all(self._holds(r) for r in mine.values()):
+            self.nacked_version = self.nack_message = ""
+            self.sent_version = self.acked_version
+
+    def _holds(self, resource: PackedResource) -> bool:
+        have = self.have.get(resource.name)
+        return have is not None and have.hash == resource.hash
+
+    def _rejects(self, resource: PackedResource) -> bool:
+        return self.rejected.get(resource.name) == resource.hash and (
+            resource.name in self.rejections
+        )
+
     def status(self) -> TypeStatus:
         return TypeStatus(
             type_url=self.type_url,
@@ -112,6 +139,7 @@ class TypeStream:
             else:
                 self.have[name] = before
         self.rejected.update(record.sent)
+        self.rejections.update({name: (record.version, message) for name in record.sent})
         self.nacked_version = record.version
         self.nack_message = message
         self.last_answer_was_nack = True
