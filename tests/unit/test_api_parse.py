@@ -266,7 +266,8 @@ def test_unknown_cli_word_lists_supported_kinds() -> None:
 
 
 def test_all_kinds_lists_every_model() -> None:
-    assert {cls.KIND for cls in ALL_KINDS} == {*SPECS, "Service"}
+    security = {"PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication"}
+    assert {cls.KIND for cls in ALL_KINDS} == {*SPECS, "Service", *security, "Telemetry"}
 
 
 @pytest.mark.parametrize(

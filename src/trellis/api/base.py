@@ -5,9 +5,10 @@ Models use snake_case attributes with camelCase aliases, so the wire format is I
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -34,6 +35,15 @@ class ObjectMeta(ApiModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     resource_version: str | None = None
     generation: int | None = None
+    creation_timestamp: datetime | None = None
+
+    @field_validator("creation_timestamp")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        """Naive times are read as UTC, so any two resources' ages compare (oldest policy wins)."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Resource(ApiModel):

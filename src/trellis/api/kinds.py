@@ -26,6 +26,8 @@ from trellis.api.networking import (
     WorkloadEntry,
     WorkloadGroup,
 )
+from trellis.api.security import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
+from trellis.api.telemetry import Telemetry
 from trellis.errors import TrellisError, ValidationError, ValidationErrors
 
 ALL_KINDS: tuple[type[Resource], ...] = (
@@ -37,6 +39,10 @@ ALL_KINDS: tuple[type[Resource], ...] = (
     Sidecar,
     WorkloadGroup,
     Service,
+    PeerAuthentication,
+    AuthorizationPolicy,
+    RequestAuthentication,
+    Telemetry,
 )
 KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in ALL_KINDS}
 
@@ -50,6 +56,11 @@ _WORDS: dict[str, type[Resource]] = {
     "svc": Service,
     "serviceentries": ServiceEntry,
     "workloadentries": WorkloadEntry,
+    "pa": PeerAuthentication,
+    "ra": RequestAuthentication,
+    "ap": AuthorizationPolicy,
+    "authorizationpolicies": AuthorizationPolicy,
+    "telemetries": Telemetry,
 }
 for _cls in ALL_KINDS:
     _WORDS[_cls.KIND.lower()] = _cls

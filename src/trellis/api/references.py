@@ -50,26 +50,41 @@ def check_references(
     """
     new_keys = {r.key for r in new}
     rules = [r for r in existing if r.key not in new_keys] + list(new)
-    destination_rules = [r for r in rules if isinstance(r, DestinationRule)]
+    index = _RulesByHost([r for r in rules if isinstance(r, DestinationRule)])
     errors: list[ValidationError] = []
     for resource in new:
         if isinstance(resource, VirtualService):
-            errors.extend(_missing_subsets(resource, destination_rules))
+            errors.extend(_missing_subsets(resource, index))
     return errors
 
 
-def _missing_subsets(
-    vs: VirtualService, rules: Sequence[DestinationRule]
-) -> Iterator[ValidationError]:
+class _RulesByHost:
+    """DestinationRules by resolved host, so checking thousands of VirtualServices at once is
+    not rules x destinations; `covering(host)` keeps the rules' original order."""
+
+    def __init__(self, rules: Sequence[DestinationRule]) -> None:
+        self._exact: dict[str, list[tuple[int, DestinationRule]]] = {}
+        self._wildcards: list[tuple[int, str, DestinationRule]] = []
+        for position, dr in enumerate(rules):
+            pattern = resolve_host(dr.spec.host, dr.namespace)
+            if pattern.startswith("*"):
+                self._wildcards.append((position, pattern, dr))
+            else:  # host_matches() is plain equality for these
+                self._exact.setdefault(pattern, []).append((position, dr))
+
+    def covering(self, host: str) -> list[DestinationRule]:
+        found = list(self._exact.get(host, ()))
+        found += [(pos, dr) for pos, pattern, dr in self._wildcards if host_matches(pattern, host)]
+        return [dr for _, dr in sorted(found, key=lambda e: e[0])]
+
+
+def _missing_subsets(vs: VirtualService, rules: _RulesByHost) -> Iterator[ValidationError]:
     for path, destination in _destinations(vs):
         if destination.subset is None:
             continue
         host = resolve_host(destination.host, vs.namespace)
         candidates = [
-            dr
-            for dr in rules
-            if visible_from(dr, vs.namespace, dr.spec.export_to)
-            and host_matches(resolve_host(dr.spec.host, dr.namespace), host)
+            dr for dr in rules.covering(host) if visible_from(dr, vs.namespace, dr.spec.export_to)
         ]
         if any(dr.spec.subset(destination.subset) is not None for dr in candidates):
             continue

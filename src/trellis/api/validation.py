@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from trellis.api.authz_validation import check_authorization_policy
 from trellis.api.base import Resource
 from trellis.api.core import Service, ServiceSpec
 from trellis.api.destination_rule import ClientTLSMode, ClientTLSSettings, DestinationRuleSpec
@@ -29,6 +30,11 @@ from trellis.api.networking import (
     WorkloadGroupSpec,
 )
 from trellis.api.references import check_references
+from trellis.api.security import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
+from trellis.api.security_validation import (
+    check_peer_authentication,
+    check_request_authentication,
+)
 from trellis.api.semantic_checks import (
     Problems,
     check_host,
@@ -37,6 +43,8 @@ from trellis.api.semantic_checks import (
     check_unique,
     is_ip,
 )
+from trellis.api.telemetry import Telemetry
+from trellis.api.telemetry_validation import check_telemetry
 from trellis.api.vs_validation import check_virtual_service
 from trellis.errors import ValidationError, ValidationErrors
 
@@ -228,4 +236,8 @@ _CHECKERS: dict[type[Resource], Callable[[Any], Problems]] = {
     WorkloadGroup: _check_workload_group,
     Sidecar: _check_sidecar,
     Service: _check_service,
+    PeerAuthentication: check_peer_authentication,
+    AuthorizationPolicy: check_authorization_policy,
+    RequestAuthentication: check_request_authentication,
+    Telemetry: check_telemetry,
 }

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from trellis.cli import config, demo, mesh, proxy, workloads
+from trellis.cli import config, demo, mesh, proxy, tracing, workloads
 from trellis.cli.output import err_console
 from trellis.errors import TrellisError
 
@@ -31,6 +31,7 @@ app.command()(config.delete)
 app.command()(config.get)
 app.command("proxy-status")(proxy.proxy_status)
 app.command("proxy-config")(proxy.proxy_config)
+app.command()(tracing.tracing)
 
 
 def main() -> None:
