@@ -8,6 +8,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v iptables >/dev/null || need+=(iptables)
   command -v ip >/dev/null || need+=(iproute2)
   command -v setpriv >/dev/null || need+=(util-linux)
+  command -v wrk >/dev/null || need+=(wrk)  # bench/dataplane.py's load generator
   if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${need[*]}"
     apt-get update -qq

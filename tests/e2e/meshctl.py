@@ -182,7 +182,7 @@ def cli_json(mesh: Mesh, *args: str) -> Any:
 
 
 def as_list(data: Any) -> list[Any]:
-    """`-o json` prints a lone item as an object, several as a list."""
+    """A list from `-o json` (older CLIs printed a lone item as a bare object)."""
     return data if isinstance(data, list) else [data]
 
 

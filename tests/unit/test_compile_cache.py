@@ -206,3 +206,40 @@ spec: {host: reviews}
     assert rule is not None and rule.name == "exact"
     other = push.destination_rule("ratings.default.svc.cluster.local", "default")
     assert other is not None and other.name == "wild"
+
+
+# --- every golden case: shared output equals a fresh compile, whichever proxy came first ------
+
+
+def _golden_cases() -> list[Path]:
+    from tests.golden.golden_case import case_dirs
+
+    return case_dirs()
+
+
+def _mixed_proxies(proxies: tuple[Proxy, ...]) -> list[Proxy]:
+    """The case's proxies, plus each one wearing every other one's labels and namespace: the
+    pairs a cache key that forgot an input would confuse."""
+    mixed = list(proxies) + [dataclasses.replace(p, namespace="elsewhere") for p in proxies]
+    for a in proxies:
+        for b in proxies:
+            if a is not b:
+                mixed.append(dataclasses.replace(a, labels=b.labels, name=a.name + "-x"))
+                mixed.append(dataclasses.replace(a, namespace=b.namespace, name=a.name + "-y"))
+    return mixed
+
+
+@pytest.mark.parametrize("directory", _golden_cases(), ids=lambda p: p.name)
+def test_golden_case_shared_output_equals_fresh_compile(directory: Path) -> None:
+    from tests.golden.golden_case import load_case
+
+    case = load_case(directory)
+    push = PushContext.build(case.snapshot)
+    proxies = _mixed_proxies(case.proxies)
+    for order in (proxies, list(reversed(proxies))):
+        cache: dependencies.SharedCache = {}
+        for proxy in order:
+            for type_url in TYPES:
+                shared = dependencies.generate_shared(proxy, push, type_url, cache)
+                fresh = compile_resources(proxy, push, type_url)
+                assert serialized(shared) == serialized(fresh), (proxy, type_url)
