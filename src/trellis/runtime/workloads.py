@@ -16,8 +16,12 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from trellis.ca import store as ca_store
+from trellis.ca.identity import JoinTokenIssuer
 from trellis.errors import Conflict, TrellisError
 from trellis.model import names
 from trellis.runtime import loopback
@@ -31,6 +35,10 @@ log = logging.getLogger("trellis.runtime")
 INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 EGRESS_LABELS = {"istio": "egressgateway", "app": "istio-egressgateway"}
 READY_TIMEOUT_S = 45.0
+# A join token lives as long as its workload may: Envoy presents it again on every reconnect
+# (trellisd restarts), and a restarted agent reuses it. Stopping the workload removes it.
+JOIN_TOKEN_TTL = timedelta(days=365)
+JOIN_TOKEN_FILE = "join-token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,24 @@ class WorkloadManager:
         self.gateways: list[Child] = []
         self.components: list[Child] = []  # trellisd: recorded so `down` can kill it by PID
         self._lock = asyncio.Lock()
+        self._tokens: JoinTokenIssuer | None = None
+
+    def _write_join_token(self, spec: WorkloadSpec, wdir: Path) -> Path:
+        """Mint the agent's join token into a 0600 file (never on a command line)."""
+        if self._tokens is None:
+            self._tokens = JoinTokenIssuer(ca_store.load_or_create_token_key(self.layout.root))
+        token = self._tokens.mint(
+            namespace=spec.namespace,
+            service_account=spec.service_account,
+            workload=spec.name,
+            now=datetime.now(UTC),
+            ttl=JOIN_TOKEN_TTL,
+        )
+        path = wdir / JOIN_TOKEN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        return path
 
     # -- workloads ------------------------------------------------------------------------------
 
@@ -144,9 +170,11 @@ class WorkloadManager:
         return True
 
     async def stop_all(self) -> None:
-        await asyncio.gather(*(self._remove(wl) for wl in list(self.running.values())))
-        for gw in self.gateways:
-            await gw.stop()
+        # Everything drains at once: a mesh going down has no traffic to protect between hops.
+        await asyncio.gather(
+            *(self._remove(wl) for wl in list(self.running.values())),
+            *(gw.stop() for gw in self.gateways),
+        )
         self.save()
 
     async def restart_dead(self) -> None:
@@ -265,7 +293,11 @@ class WorkloadManager:
             "--capture",
             "iptables" if capture else "none",
             "--restart-app",
+            "--token-file",
+            str(self._write_join_token(spec, Path(wdir))),
         ]
+        if self.layout.xds_root_cert.exists():  # absent: trellisd runs with --insecure-xds
+            argv += ["--xds-root-cert", str(self.layout.xds_root_cert)]
         if labels:
             argv += ["--labels", labels]
         if spec.ports and spec.command:
