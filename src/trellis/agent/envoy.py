@@ -84,12 +84,19 @@ def envoy_command(settings: EnvoySettings, *, bootstrap_fd: int | None = None) -
     return [*setpriv, "--", *argv]
 
 
-def write_bootstrap(path: Path, bootstrap: dict[str, Any]) -> None:
-    """Write the bootstrap world-readable (Envoy runs as uid 1337, not as the agent)."""
+def write_bootstrap(
+    path: Path, bootstrap: dict[str, Any], *, private: bool = False, owner_uid: int | None = None
+) -> None:
+    """Write the bootstrap world-readable (Envoy runs as uid 1337, not as the agent), or, when
+    it holds a credential (the join token), 0600 and owned by Envoy's user (`owner_uid`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    if private and owner_uid is not None:
+        os.chown(tmp, owner_uid, owner_uid)
+    tmp.chmod(0o600 if private else 0o644)
     tmp.write_text(json.dumps(bootstrap, indent=2, sort_keys=True) + "\n")
-    tmp.chmod(0o644)
     tmp.replace(path)
 
 

@@ -21,7 +21,7 @@ from trellis.agent.app import AppProcess
 from trellis.agent.bootstrap import BootstrapOptions, build_bootstrap
 from trellis.agent.capture import DEFAULT_CHAIN_PREFIX, CaptureOptions, setup_capture
 from trellis.agent.capture import teardown_capture as remove_capture
-from trellis.agent.envoy import EnvoyProcess, EnvoySettings, write_bootstrap
+from trellis.agent.envoy import EnvoyProcess, EnvoySettings, drops_privileges, write_bootstrap
 from trellis.agent.logfmt import configure_logging, log_event
 from trellis.errors import RuntimeProblem, TrellisError
 from trellis.model.proxy import InterceptionMode, ProxyType
@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="NONE: no capture, the sidecar binds --ip and is the app's HTTP proxy",
     )
     p.add_argument("--app-host", default="127.0.0.1", help="where the app listens (mode NONE)")
+    p.add_argument("--xds-root-cert", type=Path, default=None, help="PEM roots for TLS to trellisd")
+    p.add_argument(
+        "--token-file", type=Path, default=None, help="join token for trellisd (a 0600 file)"
+    )
     p.add_argument("--ready-file", type=Path, default=None)
     p.add_argument("--ready-timeout", type=float, default=120.0, help="0 waits forever")
     p.add_argument("--initial-fetch-timeout", type=float, default=0.0, help="0 waits forever")
@@ -118,6 +122,8 @@ def parse_config(argv: Sequence[str]) -> AgentConfig:
         app_ports=_parse_ports(args.app_ports),
         interception=InterceptionMode(args.interception_mode),
         app_host=args.app_host,
+        xds_root_pem=_read_text(args.xds_root_cert),
+        xds_token=_read_text(args.token_file).strip(),
     )
     capture = None
     if args.capture == "iptables":
@@ -171,7 +177,14 @@ class Agent:
     async def _start(self) -> None:
         cfg = self.config
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        write_bootstrap(cfg.bootstrap_path, build_bootstrap(cfg.bootstrap))
+        settings = self._envoy_settings()
+        owner = settings.run_as_uid if drops_privileges(settings) else None
+        write_bootstrap(
+            cfg.bootstrap_path,
+            build_bootstrap(cfg.bootstrap),
+            private=bool(cfg.bootstrap.xds_token),
+            owner_uid=owner,
+        )
         proxy = cfg.bootstrap.proxy
         log_event(
             "agent_starting",
@@ -214,7 +227,9 @@ class Agent:
         for port in self.config.bootstrap.app_ports:
             while not await _accepts(host, port):
                 if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeProblem(f"the app did not listen on {host}:{port} in {timeout:.0f}s")
+                    raise RuntimeProblem(
+                        f"the app did not listen on {host}:{port} in {timeout:.0f}s"
+                    )
                 await asyncio.sleep(0.05)
         log_event("app_ready", ports=",".join(map(str, self.config.bootstrap.app_ports)))
 
@@ -289,6 +304,15 @@ def _write_ready_file(path: Path, agent: Agent) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"envoy_pid={envoy_pid}\napp_pid={app_pid}\n")
     tmp.replace(path)
+
+
+def _read_text(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise SystemExit(f"trellis-agent: cannot read {path}: {err.strerror}") from None
 
 
 def _split_address(text: str) -> tuple[str, int]:

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from trellis.ca import store as ca_store
 from trellis.cli.common import StateDirOption, layout_for, mesh_info, runtime, trellisd
 from trellis.cli.output import Format, console, err_console, print_object
 from trellis.errors import Conflict, RuntimeProblem, TrellisError
@@ -43,10 +45,26 @@ def up(
         False, "--egress-gateway", help="Also run the egress gateway"
     ),
     capture: str | None = CaptureOption,
+    ca_dir: Path | None = typer.Option(
+        None,
+        "--ca-dir",
+        help="Plug-in CA: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem (Istio's "
+        "cacerts layout); default: a self-signed root kept in the state dir",
+    ),
+    workload_cert_ttl: float | None = typer.Option(
+        None, "--workload-cert-ttl", help="Workload certificate lifetime in seconds (24h)"
+    ),
 ) -> None:
     """Start the mesh: trellisd and the ingress gateway, in the background; return when ready."""
     layout = layout_for(state_dir)
-    start_mesh(layout, ingress_port=ingress_port, egress_gateway=egress_gateway, capture=capture)
+    start_mesh(
+        layout,
+        ingress_port=ingress_port,
+        egress_gateway=egress_gateway,
+        capture=capture,
+        ca_dir=ca_dir,
+        workload_cert_ttl=workload_cert_ttl,
+    )
     info = mesh_info(layout)
     mode = "; no capture: apps use HTTP_PROXY" if info.proxy_mode else ""
     console.print(f"Mesh is up (state dir {layout.root}, prefix {info.prefix}{mode}).")
@@ -74,7 +92,13 @@ def resolve_capture(capture: str | None) -> str:
 
 
 def start_mesh(
-    layout: Layout, *, ingress_port: int, egress_gateway: bool, capture: str | None
+    layout: Layout,
+    *,
+    ingress_port: int,
+    egress_gateway: bool,
+    capture: str | None,
+    ca_dir: Path | None = None,
+    workload_cert_ttl: float | None = None,
 ) -> None:
     capture = resolve_capture(capture)
     if capture == CAPTURE_PROXY and egress_gateway:
@@ -105,6 +129,12 @@ def start_mesh(
     ]
     if egress_gateway:
         argv.append("--egress-gateway")
+    if ca_dir is not None:
+        # Fail here, with the file and the problem named, not in trellisd's log.
+        ca_store.load_plugin(ca_dir.resolve(), now=datetime.now(UTC))
+        argv += ["--ca-dir", str(ca_dir.resolve())]
+    if workload_cert_ttl is not None:
+        argv += ["--workload-cert-ttl", str(workload_cert_ttl)]
     with open(layout.logs / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
             argv,

@@ -17,6 +17,7 @@ class ConfigType(enum.StrEnum):
     routes = "routes"
     clusters = "clusters"
     endpoints = "endpoints"
+    secret = "secret"
 
 
 def _sync(entry: dict[str, Any] | None) -> str:
@@ -57,7 +58,9 @@ def proxy_status(
 
 
 def proxy_config(
-    config_type: ConfigType = typer.Argument(..., help="listeners | routes | clusters | endpoints"),
+    config_type: ConfigType = typer.Argument(
+        ..., help="listeners | routes | clusters | endpoints | secret"
+    ),
     name: str = typer.Argument(..., help="Proxy: NAME[.NAMESPACE]"),
     namespace: str | None = typer.Option(None, "-n", "--namespace"),
     output: Format = typer.Option(Format.table, "-o", "--output"),
@@ -68,9 +71,32 @@ def proxy_config(
     body = trellisd(layout_for(state_dir)).call(
         "GET", f"/proxy-config/{namespace}/{name}/{config_type.value}"
     )
+    if config_type is ConfigType.secret:
+        print_items(_secret_rows(body), output, _SECRET_COLUMNS, raw=[body])
+        return
     items = body["items"]
     rows = [_summary(config_type, i) for i in items]
     print_items(rows, output, _COLUMNS[config_type], raw=items)
+
+
+_SECRET_COLUMNS = [
+    ("NAME", "name"),
+    ("IDENTITY", "identity"),
+    ("SERIAL", "serial"),
+    ("NOT BEFORE", "notBefore"),
+    ("NOT AFTER", "notAfter"),
+]
+
+
+def _secret_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """`default`: the proxy's SPIFFE ID; `ROOTCA`: one row per trusted root (istioctl's view)."""
+    rows: list[dict[str, Any]] = []
+    for secret in body.get("secrets", []):
+        if "spiffeId" in secret:
+            rows.append({**secret, "identity": secret["spiffeId"]})
+        for root in secret.get("roots", []):
+            rows.append({"name": secret["name"], "identity": root["subject"], **root})
+    return rows
 
 
 _COLUMNS = {

@@ -13,6 +13,7 @@ from envoy.type.matcher.v3 import string_pb2
 from trellis.api.duration import parse_duration
 from trellis.api.networking import ClientTLSMode, ClientTLSSettings, DestinationRule
 from trellis.compiler.forward_proxy import build_forward_passthrough_cluster
+from trellis.compiler.mtls import apply_client_mtls
 from trellis.compiler.protos import ads_config_source, duration, pack, socket_address, struct
 from trellis.compiler.traffic_policy import (
     HTTP_PROTOCOL_OPTIONS,
@@ -73,7 +74,10 @@ def build_outbound_cluster(
         ),
         metadata=_istio_metadata(service, subset),
     )
-    apply_policy(cluster, cluster_policy(rule, subset, port.port), port.protocol, mesh)
+    policy = cluster_policy(rule, subset, port.port)
+    apply_policy(cluster, policy, port.protocol, mesh)
+    if not service.mesh_external:
+        apply_client_mtls(cluster, policy.tls, mesh.trust_domain)
     return cluster
 
 
@@ -120,10 +124,8 @@ def _istio_metadata(service: Service, subset: str) -> base_pb2.Metadata:
 
 
 def build_upstream_tls(tls: ClientTLSSettings | None) -> base_pb2.TransportSocket | None:
-    """DestinationRule tls SIMPLE/MUTUAL with files; DISABLE and unset stay plaintext.
-
-    TODO(mtls): ISTIO_MUTUAL (and auto mTLS) need SDS `default`/`ROOTCA`; until the secrets
-    generator exists it is sent as plaintext. `credentialName` (SDS from a Secret) likewise.
+    """DestinationRule tls SIMPLE/MUTUAL with files; DISABLE stays plaintext. ISTIO_MUTUAL and
+    auto mTLS (unset) are mtls.apply_client_mtls's. TODO: `credentialName` (SDS from a Secret).
     """
     if tls is None or tls.mode not in (ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL):
         return None

@@ -140,3 +140,22 @@ def output_parts(proxy: Proxy, type_url: str) -> tuple[OutputPart, ...]:
     if proxy.type == ProxyType.SIDECAR and proxy.captured and type_url in _SIDECAR_PARTS:
         return _SIDECAR_PARTS[type_url]
     return (_whole_type(type_url),)
+
+
+SharedCache = dict[tuple[int, str, str, Hashable], Mapping[str, Message]]
+
+
+def generate_shared(
+    proxy: Proxy, push: PushContext, type_url: str, cache: SharedCache
+) -> dict[str, Message]:
+    """`compile_resources`, with each part built once per push version and per distinct key
+    in `cache` (the caller owns it, clears it, and locks around it). The cached protos are
+    shared between proxies: read only."""
+    merged: dict[str, Message] = {}
+    for part in output_parts(proxy, type_url):
+        key = (push.version, type_url, part.name, part.key(proxy, push))
+        output = cache.get(key)
+        if output is None:
+            output = cache[key] = part.build(proxy, push)
+        merged.update(output)
+    return merged

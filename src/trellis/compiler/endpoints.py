@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from trellis.compiler.mtls import endpoint_tls_metadata
 from trellis.compiler.protos import socket_address, struct
 from trellis.model.names import ClusterName
 from trellis.model.proxy import Proxy
@@ -67,4 +68,8 @@ def build_lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
         )
     )
     lb_endpoint.metadata.filter_metadata["istio"].CopyFrom(struct({"workload": workload}))
+    tls_match = endpoint_tls_metadata(endpoint.has_sidecar)
+    if tls_match is not None:
+        key, values = tls_match
+        lb_endpoint.metadata.filter_metadata[key].CopyFrom(struct(values))
     return lb_endpoint

@@ -18,8 +18,9 @@ from google.protobuf import wrappers_pb2
 
 from trellis.api.networking import Gateway, Server, VirtualService
 from trellis.compiler.destinations import RouteScope
-from trellis.compiler.filters import build_http_connection_manager
+from trellis.compiler.filters import build_http_connection_manager, outbound_http_filters
 from trellis.compiler.http_route import translate_virtual_service
+from trellis.compiler.inbound_policy import build_inbound_policy_filters
 from trellis.compiler.protos import socket_address
 from trellis.compiler.routes import route_configuration
 from trellis.model import names
@@ -68,12 +69,15 @@ def _route_name(servers: list[GatewayServer]) -> str:
 
 def build_gateway_listeners(proxy: Proxy, push: PushContext) -> list[listener_pb2.Listener]:
     listeners = []
+    # AuthorizationPolicy/RequestAuthentication selecting the gateway (e.g. ipBlocks at ingress).
+    security = build_inbound_policy_filters(proxy, push).http
     for target, servers in http_servers_by_target_port(proxy, push).items():
         manager = build_http_connection_manager(
             names.outbound_stat_prefix(target),
             push.mesh,
             rds_name=_route_name(servers),
             use_remote_address=True,
+            http_filters=[*security, *outbound_http_filters()],
         )
         listeners.append(
             listener_pb2.Listener(

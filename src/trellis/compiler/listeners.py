@@ -23,6 +23,17 @@ from trellis.compiler.filters import (
     router_filter,
 )
 from trellis.compiler.gateway import build_gateway_listeners
+from trellis.compiler.inbound_policy import (
+    NO_POLICY_FILTERS,
+    InboundPolicyFilters,
+    build_inbound_policy_filters,
+)
+from trellis.compiler.mtls import (
+    inbound_mode,
+    inbound_transports,
+    secure_chains,
+    tls_inspector_filter,
+)
 from trellis.compiler.protos import duration, socket_address
 from trellis.compiler.retries import inbound_retry_policy
 from trellis.model import names
@@ -156,27 +167,56 @@ def _tcp_rule_applies(scope: RouteScope, vs: VirtualService, rule: TCPRoute) -> 
 
 
 def build_virtual_inbound(proxy: Proxy, push: PushContext) -> listener_pb2.Listener:
-    """15006: one filter chain per inbound port, the rest straight to the app (passthrough)."""
-    chains: dict[int, listener_components_pb2.FilterChain] = {}
+    """15006: filter chains per inbound port (one per mTLS variant), the rest straight to the
+    app (passthrough)."""
+    chains: dict[int, list[listener_components_pb2.FilterChain]] = {}
     for service in push.services_selecting(proxy):
         for port in service.ports:
-            chains.setdefault(port.target_port, build_inbound_chain(port, push.mesh))
+            if port.target_port not in chains:
+                chains[port.target_port] = build_inbound_port_chains(proxy, push, port)
+    ordered = [chain for p in sorted(chains) for chain in chains[p]]
     passthrough = build_tcp_proxy(
         names.INBOUND_PASSTHROUGH, [(names.INBOUND_PASSTHROUGH, 100)], push.mesh
     )
-    return listener_pb2.Listener(
+    listener = listener_pb2.Listener(
         name=names.VIRTUAL_INBOUND,
         address=socket_address(names.WILDCARD_ADDRESS, names.VIRTUAL_INBOUND_PORT),
         traffic_direction=_INBOUND,
         listener_filters=[original_dst_listener_filter()],
-        filter_chains=[chains[p] for p in sorted(chains)],
+        filter_chains=ordered,
         default_filter_chain=listener_components_pb2.FilterChain(
             name=names.INBOUND_PASSTHROUGH, filters=[passthrough]
         ),
     )
+    add_tls_inspector(listener)
+    return listener
 
 
-def build_inbound_chain(port: ServicePort, mesh: MeshConfig) -> listener_components_pb2.FilterChain:
+def build_inbound_port_chains(
+    proxy: Proxy, push: PushContext, port: ServicePort
+) -> list[listener_components_pb2.FilterChain]:
+    """The seam between filters and transport: `build_inbound_chain` decides the network and
+    HTTP filters (authorization and JWT filters go there), mtls.py how the chain is matched
+    and secured under the port's PeerAuthentication mode."""
+    mode = inbound_mode(proxy, push, port.target_port)
+    chain = build_inbound_chain(port, push.mesh, build_inbound_policy_filters(proxy, push))
+    return secure_chains(chain, inbound_transports(mode, push.mesh.trust_domain))
+
+
+def add_tls_inspector(listener: listener_pb2.Listener) -> None:
+    """Inbound chains match on TLS vs plaintext, which only the tls_inspector can tell. It is
+    there whatever the mTLS mode, so a mode change never replaces the whole listener.
+
+    A server-speaks-first protocol sends nothing for the inspector to read: continue after its
+    timeout instead of closing the connection (as Istio does).
+    """
+    listener.listener_filters.append(tls_inspector_filter())
+    listener.continue_on_listener_filters_timeout = True
+
+
+def build_inbound_chain(
+    port: ServicePort, mesh: MeshConfig, policy: InboundPolicyFilters = NO_POLICY_FILTERS
+) -> listener_components_pb2.FilterChain:
     cluster = ClusterName.inbound(port.target_port)
     prefix = names.inbound_stat_prefix(port.target_port)
     if port.protocol.is_http:
@@ -184,16 +224,17 @@ def build_inbound_chain(port: ServicePort, mesh: MeshConfig) -> listener_compone
             prefix,
             mesh,
             route_config=build_inbound_route_config(cluster),
-            http_filters=[router_filter()],
+            http_filters=[*policy.http, router_filter()],
         )
+        filters = [network_filter]
     else:
-        network_filter = build_tcp_proxy(cluster, [(cluster, 100)], mesh)
+        filters = [*policy.tcp, build_tcp_proxy(cluster, [(cluster, 100)], mesh)]
     return listener_components_pb2.FilterChain(
         name=prefix,
         filter_chain_match=listener_components_pb2.FilterChainMatch(
             destination_port=wrappers_pb2.UInt32Value(value=port.target_port)
         ),
-        filters=[network_filter],
+        filters=filters,
     )
 
 

@@ -17,7 +17,7 @@ from envoy.config.route.v3 import route_pb2
 
 from trellis.compiler.filters import build_http_connection_manager, outbound_http_filters
 from trellis.compiler.forward_proxy import dynamic_forward_proxy_filter
-from trellis.compiler.listeners import build_inbound_chain
+from trellis.compiler.listeners import add_tls_inspector, build_inbound_port_chains
 from trellis.compiler.protos import socket_address
 from trellis.compiler.routes import (
     build_catch_all_virtual_host,
@@ -45,14 +45,18 @@ def build_bound_inbound_listeners(proxy: Proxy, push: PushContext) -> list[liste
     for service in push.services_selecting(proxy):
         for port in service.ports:
             if port.target_port not in listeners:
-                chain = build_inbound_chain(port, push.mesh)
-                chain.ClearField("filter_chain_match")  # the bound address says it all
-                listeners[port.target_port] = listener_pb2.Listener(
+                chains = build_inbound_port_chains(proxy, push, port)
+                for chain in chains:  # the bound address says which port it is
+                    chain.filter_chain_match.ClearField("destination_port")
+                    if chain.filter_chain_match.ByteSize() == 0:
+                        chain.ClearField("filter_chain_match")
+                listener = listeners[port.target_port] = listener_pb2.Listener(
                     name=ListenerName.for_address(proxy.ip, port.target_port),
                     address=socket_address(proxy.ip, port.target_port),
                     traffic_direction=base_pb2.TrafficDirection.INBOUND,
-                    filter_chains=[chain],
+                    filter_chains=chains,
                 )
+                add_tls_inspector(listener)
     return [listeners[p] for p in sorted(listeners)]
 
 

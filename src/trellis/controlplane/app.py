@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
+from google.protobuf.message import Message
 
+from trellis.ca import store as ca_store
+from trellis.ca.authority import CertificateAuthority
+from trellis.ca.identity import JoinTokenIssuer
+from trellis.controlplane.auth import JoinTokenAuthenticator
 from trellis.controlplane.http_api import build_app
+from trellis.controlplane.jwks import refresh_forever as refresh_jwks_forever
+from trellis.controlplane.secrets import WorkloadSecrets
 from trellis.controlplane.state import MeshState, WorkloadRecord
+from trellis.model import xds_types
+from trellis.model.proxy import Proxy
 from trellis.model.snapshot import MeshConfig, MeshSnapshot
 from trellis.registry.local import hosts_entries
+from trellis.runtime.layout import XDS_ROOT_FILE
 from trellis.runtime.netns import write_netns_hosts
 from trellis.store.sqlite import SqliteStore
-from trellis.xds.server import AdsServer
+from trellis.xds.server import AdsServer, ServerTls
 
 log = logging.getLogger("trellisd")
 
@@ -30,10 +42,65 @@ class DaemonSettings:
     xds_host: str
     xds_port: int
     write_hosts: bool
+    ca_dir: Path | None = None  # plug-in CA (Istio's cacerts layout); else STATE/ca
+    workload_cert_ttl: timedelta = timedelta(hours=24)
+    insecure_xds: bool = False  # plaintext xDS and no join tokens: debugging only
 
     @property
     def socket_path(self) -> Path:
         return self.state_dir / "trellisd.sock"
+
+    @property
+    def xds_root_path(self) -> Path:
+        """The mesh's trust bundle, for agents to verify trellisd's serving certificate."""
+        return self.state_dir / XDS_ROOT_FILE
+
+
+SERVING_CERT_TTL = timedelta(days=365)  # trellisd does not renew it while running
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_ca(settings: DaemonSettings) -> CertificateAuthority:
+    if settings.ca_dir is not None:
+        return ca_store.load_plugin(settings.ca_dir, now=_now())
+    return ca_store.load_or_create(settings.state_dir, now=_now())
+
+
+def serving_tls(ca: CertificateAuthority, settings: DaemonSettings) -> ServerTls:
+    """trellisd's own certificate for the xDS listener, and the roots agents must trust."""
+    ips = {ipaddress.ip_address("127.0.0.1")}
+    if settings.xds_host not in ("", "0.0.0.0", "::"):
+        ips.add(ipaddress.ip_address(settings.xds_host))
+    serving = ca.issue_serving_cert(
+        ["trellisd", "localhost"], sorted(ips, key=str), now=_now(), ttl=SERVING_CERT_TTL
+    )
+    tmp = settings.xds_root_path.with_suffix(".tmp")
+    tmp.write_bytes(ca.root_bundle_pem(_now()))
+    tmp.replace(settings.xds_root_path)
+    return ServerTls(serving.issued.chain_pem, serving.private_key_pem)
+
+
+async def rotate_certificates(
+    secrets: WorkloadSecrets, server: AdsServer, state: MeshState
+) -> None:
+    """Reissue workload certificates at half life and push SDS to the proxies using them.
+
+    Checks at least every second: certificates issued meanwhile (a new proxy) are tracked
+    by the scheduler, not announced to this loop.
+    """
+    while True:
+        wait = secrets.scheduler.seconds_until_next()
+        await asyncio.sleep(min(1.0, 1.0 if wait is None else wait))
+        active = {(p.namespace, p.service_account) for p in server.connected()}
+        for namespace, account in secrets.rotate_due(active):
+
+            def affected(p: Proxy, ns: str = namespace, sa: str = account) -> bool:
+                return p.namespace == ns and p.service_account == sa
+
+            server.update(str(state.snapshot.version), frozenset({xds_types.SECRET}), affected)
 
 
 def hosts_writer(snapshot: MeshSnapshot, records: Sequence[WorkloadRecord]) -> None:
@@ -59,12 +126,30 @@ async def serve(settings: DaemonSettings) -> None:
     state = MeshState(store=store, mesh=MeshConfig(), notify=notify)
     if settings.write_hosts:
         state.listeners.append(hosts_writer)
-    server = AdsServer(state.generate, clock=time.monotonic)
-    state.rebuild()
-    port = await server.start(settings.xds_host, settings.xds_port)
-    log.info("event=xds-listening address=%s:%d", settings.xds_host, port)
+    ca = load_ca(settings)
+    secrets = WorkloadSecrets(ca, _now, ttl=settings.workload_cert_ttl)
 
-    runner = web.AppRunner(build_app(state, server.statuses), access_log=None)
+    def generate(proxy: Proxy, type_url: str) -> dict[str, Message]:
+        if type_url == xds_types.SECRET:
+            return secrets.secrets_for(proxy)
+        return dict(state.generate(proxy, type_url))
+
+    authenticator = None
+    tls = None
+    if not settings.insecure_xds:
+        key = ca_store.load_or_create_token_key(settings.state_dir)
+        authenticator = JoinTokenAuthenticator(JoinTokenIssuer(key), _now)
+        tls = serving_tls(ca, settings)
+    else:
+        settings.xds_root_path.unlink(missing_ok=True)  # agents then talk plaintext
+    server = AdsServer(generate, clock=time.monotonic, authenticator=authenticator)
+    state.rebuild()
+    port = await server.start(settings.xds_host, settings.xds_port, tls)
+    log.info("event=xds-listening address=%s:%d", settings.xds_host, port)
+    rotation = asyncio.create_task(rotate_certificates(secrets, server, state), name="rotation")
+    jwks_refresh = asyncio.create_task(refresh_jwks_forever(state), name="jwks-refresh")
+
+    runner = web.AppRunner(build_app(state, server.statuses, secrets.describe), access_log=None)
     await runner.setup()
     settings.socket_path.unlink(missing_ok=True)
     site = web.UnixSite(runner, str(settings.socket_path))
@@ -77,6 +162,8 @@ async def serve(settings: DaemonSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("event=stopping")
+    rotation.cancel()
+    jwks_refresh.cancel()
     await runner.cleanup()
     await server.stop(1.0)
     store.close()
@@ -87,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--xds-address", default="127.0.0.1:15010", help="HOST:PORT for xDS")
     parser.add_argument("--no-hosts", action="store_true", help="do not write netns hosts files")
+    parser.add_argument("--ca-dir", type=Path, default=None, help="plug-in CA (cacerts layout)")
+    parser.add_argument(
+        "--workload-cert-ttl", type=float, default=86400.0, help="seconds (rotated at half)"
+    )
+    parser.add_argument(
+        "--insecure-xds", action="store_true", help="plaintext xDS without join tokens"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -94,7 +188,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     host, _, port = args.xds_address.rpartition(":")
     settings = DaemonSettings(
-        state_dir=args.state_dir, xds_host=host, xds_port=int(port), write_hosts=not args.no_hosts
+        state_dir=args.state_dir,
+        xds_host=host,
+        xds_port=int(port),
+        write_hosts=not args.no_hosts,
+        ca_dir=args.ca_dir,
+        workload_cert_ttl=timedelta(seconds=args.workload_cert_ttl),
+        insecure_xds=args.insecure_xds,
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(settings))

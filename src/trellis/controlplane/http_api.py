@@ -14,6 +14,7 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
 from trellis.api.kinds import parse_documents, resolve_kind
+from trellis.controlplane.jwks import fetch_for_apply
 from trellis.controlplane.state import MeshState
 from trellis.errors import Conflict, NotFound, TrellisError, ValidationError
 from trellis.model import xds_types
@@ -22,6 +23,7 @@ from trellis.registry.local import workload_from_record, workload_to_record
 from trellis.xds.contract import ProxyStatus
 
 StatusSource = Callable[[], list[ProxyStatus]]
+SecretSource = Callable[[Proxy], dict[str, Any]]  # certificate facts, never private keys
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CONFIG_TYPES = {
@@ -48,7 +50,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return web.json_response({"error": str(e)}, status=400)
 
 
-def build_app(state: MeshState, statuses: StatusSource) -> web.Application:
+def build_app(
+    state: MeshState, statuses: StatusSource, secrets: SecretSource | None = None
+) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.get("/healthz")
@@ -63,7 +67,9 @@ def build_app(state: MeshState, statuses: StatusSource) -> web.Application:
         )
         if not resources:
             raise ValidationError("no resources found in the input")
-        results = await asyncio.to_thread(state.apply, resources)
+        # Keys first: an unreachable jwksUri rejects the apply before anything is stored.
+        jwks = await fetch_for_apply(resources, state.jwks_documents)
+        results = await asyncio.to_thread(state.apply, resources, jwks)
         return web.json_response({"results": [_result(r) for r in results]})
 
     @routes.post("/delete")
@@ -118,6 +124,9 @@ def build_app(state: MeshState, statuses: StatusSource) -> web.Application:
     @routes.get("/proxy-config/{namespace}/{name}/{kind}")
     async def proxy_config(request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
+        if kind == "secret" and secrets is not None:
+            proxy = _find_proxy(request.match_info["namespace"], request.match_info["name"])
+            return web.json_response({"type": kind, **secrets(proxy)})
         if kind not in CONFIG_TYPES:
             raise TrellisError(
                 f"unknown config type {kind!r}; use one of {', '.join(CONFIG_TYPES)}"

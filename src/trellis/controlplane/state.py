@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from trellis.api.base import Resource
 from trellis.compiler import compile_all
-from trellis.compiler.dependencies import output_parts
+from trellis.compiler.dependencies import SharedCache, generate_shared
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy
 from trellis.model.push_context import PushContext
@@ -62,17 +62,36 @@ class MeshState:
         self._lock = threading.RLock()
         # Versions start from the clock so a restarted trellisd never reuses an old version.
         self._version = int(time.time() * 1000)
-        self._cache: dict[tuple[int, str, str, Hashable], Mapping[str, Message]] = {}
+        self._cache: SharedCache = {}
         self.snapshot = MeshSnapshot(version=self._version, mesh=mesh)
         self.push = PushContext.build(self.snapshot)
         self.listeners: list[Callable[[MeshSnapshot, Sequence[WorkloadRecord]], None]] = []
+        self._jwks: dict[str, str] = {}  # jwksUri -> JWK Set (controlplane/jwks.py)
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def apply(self, resources: Sequence[Resource]) -> list[Any]:
+    def apply(
+        self, resources: Sequence[Resource], jwks: Mapping[str, str] | None = None
+    ) -> list[Any]:
+        """Store resources; `jwks` are the documents of their jwksUris, fetched beforehand."""
         results = self._store.apply(resources)
+        with self._lock:
+            self._jwks.update(jwks or {})
         self.rebuild(Change.CONFIG | Change.SERVICES)
         return results
+
+    @property
+    def jwks_documents(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._jwks)
+
+    def update_jwks(self, documents: Mapping[str, str]) -> None:
+        """Refreshed JWKS documents; a new snapshot only when one of them changed."""
+        with self._lock:
+            changed = {u: d for u, d in documents.items() if self._jwks.get(u) != d}
+            self._jwks.update(changed)
+        if changed:
+            self.rebuild(Change.CONFIG)
 
     def delete(self, keys: Sequence[tuple[str, str, str]]) -> list[Any]:
         deleted = self._store.delete(keys)
@@ -119,6 +138,7 @@ class MeshState:
                 services=services,
                 workloads=tuple(r.workload for r in records),
                 mesh=self._mesh,
+                jwks=tuple(sorted(self._jwks.items())),
             )
             self.push = PushContext.build(self.snapshot)
             self._cache.clear()
@@ -152,15 +172,7 @@ class MeshState:
         """The ConfigGenerator the xDS server calls: each part compiled once per version and
         per distinct value of what it depends on (the cached protos are shared: read only)."""
         with self._lock:
-            push = self.push
-            merged: dict[str, Message] = {}
-            for part in output_parts(proxy, type_url):
-                key = (push.version, type_url, part.name, part.key(proxy, push))
-                output = self._cache.get(key)
-                if output is None:
-                    output = self._cache[key] = part.build(proxy, push)
-                merged.update(output)
-        return merged
+            return generate_shared(proxy, self.push, type_url, self._cache)
 
     def compiled(self, proxy: Proxy) -> Any:
         with self._lock:

@@ -20,6 +20,7 @@ from trellis.model.registry import Endpoint, Service, ServicePort, Workload
 from trellis.model.snapshot import MeshConfig, MeshSnapshot
 
 MESH_GATEWAY = "mesh"
+_SECURITY_GROUP = "security.istio.io/"
 _R = TypeVar("_R", bound=Resource)
 _T = TypeVar("_T")
 
@@ -72,6 +73,11 @@ class PushContext:
     _mesh_vs_hosts: HostIndex[VirtualService]
     source_label_keys: frozenset[str]  # label keys any VirtualService match selects clients on
     _rules_by_host: Mapping[str, HostIndex[DestinationRule]]
+    # security.istio.io resources (PeerAuthentication, AuthorizationPolicy,
+    # RequestAuthentication), in snapshot order; api/policy_scope.py picks what applies.
+    security_policies: tuple[Resource, ...] = ()
+    # (jwksUri, JWKS document) pairs trellisd fetched for RequestAuthentications (compiler/jwt.py).
+    fetched_jwks: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def build(cls, snapshot: MeshSnapshot) -> PushContext:
@@ -107,6 +113,10 @@ class PushContext:
                 ns: HostIndex.of((dr, (host,)) for host, dr in pairs)
                 for ns, pairs in rules_by_namespace.items()
             },
+            security_policies=tuple(
+                r for r in snapshot.resources if r.api_version.startswith(_SECURITY_GROUP)
+            ),
+            fetched_jwks=snapshot.jwks,
         )
 
     # --- services and hosts -------------------------------------------------------------

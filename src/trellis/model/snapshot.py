@@ -35,6 +35,8 @@ class MeshSnapshot:
     services: tuple[Service, ...] = ()
     workloads: tuple[Workload, ...] = ()
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    # (jwksUri, JWKS document) pairs fetched by trellisd: the compiler does no I/O itself.
+    jwks: tuple[tuple[str, str], ...] = ()
 
 
 class Change(enum.Flag):

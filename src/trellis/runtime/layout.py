@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+XDS_ROOT_FILE = "xds-root-cert.pem"  # written by trellisd: the roots its xDS cert chains to
+
 
 def default_state_dir() -> Path:
     """$TRELLIS_STATE_DIR, else /var/lib/trellis for root, else ~/.trellis."""
@@ -45,6 +47,10 @@ class Layout:
     @property
     def workloads_file(self) -> Path:
         return self.root / "workloads.json"
+
+    @property
+    def xds_root_cert(self) -> Path:
+        return self.root / XDS_ROOT_FILE
 
 
 @dataclass(slots=True)

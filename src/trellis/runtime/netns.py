@@ -198,13 +198,21 @@ class MeshNetwork:
 
 
 def write_netns_hosts(netns: str, entries: list[tuple[str, list[str]]]) -> None:
-    """Rewrite /etc/netns/NETNS/hosts in place (same inode: `ip netns exec` bind-mounts it)."""
+    """Rewrite /etc/netns/NETNS/hosts in place (same inode: `ip netns exec` bind-mounts it).
+
+    Only when it changes, and overwriting before truncating: a resolver reading it meanwhile
+    must never find it empty (a config-only apply rewrote it and failed lookups mid-load).
+    """
     path = NETNS_ETC / netns / "hosts"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o644, exist_ok=True)
+    text = render_hosts(entries)
     with path.open("r+") as hosts:
-        hosts.truncate(0)
-        hosts.write(render_hosts(entries))
+        if hosts.read() == text:
+            return
+        hosts.seek(0)
+        hosts.write(text)
+        hosts.truncate()
 
 
 def render_hosts(entries: list[tuple[str, list[str]]]) -> str:

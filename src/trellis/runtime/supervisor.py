@@ -32,7 +32,13 @@ log = logging.getLogger("trellis.runtime")
 class Supervisor:
     """`network` is None without capture (`--capture=proxy`): nothing on the host to set up."""
 
-    def __init__(self, layout: Layout, info: MeshInfo, network: MeshNetwork | None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        info: MeshInfo,
+        network: MeshNetwork | None,
+        trellisd_args: Sequence[str] = (),
+    ) -> None:
         self.layout = layout
         self.info = info
         self.network = network
@@ -48,6 +54,7 @@ class Supervisor:
         ]
         if network is None:
             argv.append("--no-hosts")  # names resolve through the sidecar, not /etc/hosts
+        argv += trellisd_args
         self.trellisd = Child(name="trellisd", argv=argv, log_path=layout.logs / "trellisd.log")
         self.workloads = WorkloadManager(layout, info, network, self.trellisd_api)
         self.workloads.components.append(self.trellisd)
@@ -144,9 +151,9 @@ def build_api(sup: Supervisor) -> web.Application:
     return app
 
 
-async def amain(layout: Layout, info: MeshInfo) -> int:
+async def amain(layout: Layout, info: MeshInfo, trellisd_args: Sequence[str] = ()) -> int:
     network = None if info.proxy_mode else MeshNetwork(prefix=info.prefix, subnet=info.subnet)
-    sup = Supervisor(layout, info, network)
+    sup = Supervisor(layout, info, network, trellisd_args)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.stopping.set)
@@ -175,7 +182,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--egress-gateway", action="store_true")
     parser.add_argument("--subnet", required=True)
     parser.add_argument("--capture", choices=["iptables", "proxy"], default="iptables")
+    parser.add_argument("--ca-dir", default=None, help="plug-in CA directory, for trellisd")
+    parser.add_argument("--workload-cert-ttl", default=None, help="seconds, for trellisd")
     args = parser.parse_args(argv)
+    trellisd_args: list[str] = []
+    if args.ca_dir:
+        trellisd_args += ["--ca-dir", args.ca_dir]
+    if args.workload_cert_ttl:
+        trellisd_args += ["--workload-cert-ttl", args.workload_cert_ttl]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     layout = Layout(args.state_dir.resolve())
     subnet = args.subnet
@@ -195,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if proxy_mode:
         info.xds_port = free_port(HOST_ADDRESS)
     info.save(layout.mesh_file)
-    sys.exit(asyncio.run(amain(layout, info)))
+    sys.exit(asyncio.run(amain(layout, info, trellisd_args)))
 
 
 if __name__ == "__main__":

@@ -64,8 +64,12 @@ class LightAdsClient:
         clock: Callable[[], float] = time.monotonic,
         keep_history: bool = False,
         channel_options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+        call_metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.target = target
+        self._credentials = credentials  # TLS to trellisd; None = plaintext
+        self._call_metadata = tuple(call_metadata)  # e.g. the join token
         self.delta = delta
         self.follow = follow
         self.received: dict[str, Received] = {}
@@ -98,10 +102,15 @@ class LightAdsClient:
 
     async def start(self) -> None:
         """Open the stream and subscribe; after `close()` it reconnects with what it holds."""
-        self._channel = grpc.aio.insecure_channel(self.target, options=self._channel_options)
+        if self._credentials is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=self._channel_options)
+        else:
+            self._channel = grpc.aio.secure_channel(
+                self.target, self._credentials, options=self._channel_options
+            )
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
         method = stub.DeltaAggregatedResources if self.delta else stub.StreamAggregatedResources
-        self._call = method()
+        self._call = method(metadata=self._call_metadata or None)
         self._nonces.clear()
         self._reader = asyncio.create_task(self._read_responses())
         for type_url in (CLUSTER, LISTENER, ENDPOINT, ROUTE):
@@ -325,3 +334,40 @@ def _references(type_url: str, packed: any_pb2.Any) -> tuple[str, set[str]]:
                 if hcm.HasField("rds"):
                     routes.add(hcm.rds.route_config_name)
     return listener.name, routes
+
+
+async def probe_stream(
+    target: str,
+    node_id: str,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    call_metadata: Sequence[tuple[str, str]] = (),
+    timeout: float = 10.0,
+) -> grpc.StatusCode:
+    """Open one delta ADS stream, send a single CDS request and return how the server answered:
+    OK if it sent a response, else the status it ended the stream with (e.g. UNAUTHENTICATED).
+
+    One write only: a client still writing when the server aborts sees its own INTERNAL error
+    instead of the server's status.
+    """
+    options = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+    channel = (
+        grpc.aio.insecure_channel(target, options=options)
+        if credentials is None
+        else grpc.aio.secure_channel(target, credentials, options=options)
+    )
+    node = base_pb2.Node(id=node_id, cluster="trellis-light")
+    node.metadata.update(dict(metadata or {}))
+    try:
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        call = stub.DeltaAggregatedResources(metadata=tuple(call_metadata) or None)
+        await call.write(discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=CLUSTER))
+        try:
+            await asyncio.wait_for(call.read(), timeout)
+        except grpc.aio.AioRpcError as err:
+            return err.code()
+        call.cancel()
+        return grpc.StatusCode.OK
+    finally:
+        await channel.close(None)

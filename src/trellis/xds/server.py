@@ -12,7 +12,8 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
@@ -26,6 +27,24 @@ from trellis.xds.node import MalformedNode, proxy_from_node
 
 log = logging.getLogger("trellis.xds")
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+
+Metadata = Sequence[tuple[str, str | bytes]]
+Authenticator = Callable[[Proxy, Metadata], None]
+"""Checks a stream's credentials (gRPC metadata) against the proxy it claims to be; raises
+`NotAuthenticated` to refuse it. The server without one accepts every stream (tests, bench)."""
+
+
+class NotAuthenticated(Exception):
+    """A stream's credentials are missing or do not grant the identity its node claims."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """trellisd's serving certificate chain and key (PEM) for the gRPC listener."""
+
+    cert_chain_pem: bytes
+    private_key_pem: bytes
+
 
 _MAX_MESSAGE = 256 * 1024 * 1024  # a 5 000-service mesh makes CDS responses of tens of MB
 _OUTBOX_SIZE = 64
@@ -44,8 +63,10 @@ class AdsServer:
         debounce_max: float = 1.0,
         max_concurrent_pushes: int = 64,
         ack_timeout: float = 30.0,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self._clock = clock
+        self._authenticator = authenticator
         self._version = version
         self._debouncer = Debouncer(quiet=debounce_quiet, max_wait=debounce_max)
         self._tally = PushTally()
@@ -66,19 +87,23 @@ class AdsServer:
         self.port = 0  # bound port once started
         self._debounce_task: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0 picks a free port); returns the bound port."""
+    async def start(self, host: str, port: int, tls: ServerTls | None = None) -> int:
+        """Listen on host:port (0 picks a free port), over TLS if given; the bound port."""
         options = [
             ("grpc.max_send_message_length", _MAX_MESSAGE),
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
         ]
         server = grpc.aio.server(options=options)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if tls is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            credentials = grpc.ssl_server_credentials([(tls.private_key_pem, tls.cert_chain_pem)])
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
         await server.start()
         self._server, self.port = server, bound
         self._debounce_task = asyncio.create_task(self._debounce_loop(), name="xds-debounce")
-        log.info("event=xds.listening address=%s:%d", host, bound)
+        log.info("event=xds.listening address=%s:%d tls=%s", host, bound, tls is not None)
         return bound
 
     async def stop(self, grace: float) -> None:
@@ -162,6 +187,18 @@ class AdsServer:
             log.warning("event=xds.refused peer=%s error=%r", context.peer(), str(err))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             return
+        if self._authenticator is not None:
+            try:
+                self._authenticator(proxy, tuple(context.invocation_metadata() or ()))
+            except NotAuthenticated as err:
+                log.warning(
+                    "event=xds.unauthenticated proxy=%s peer=%s error=%r",
+                    proxy.key,
+                    context.peer(),
+                    str(err),
+                )
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+                return
         outbox: asyncio.Queue[Response] = asyncio.Queue(maxsize=_OUTBOX_SIZE)
         connection = AdsConnection(proxy, delta=delta, ctx=self._ctx, outbox=outbox)
         key = next(self._ids)

@@ -1,0 +1,1 @@
+"""Pure policy logic shared by the CLI and tests: evaluating AuthorizationPolicies."""
