@@ -24,6 +24,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing trellis into .venv"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# xds-protos ships an old copy of the OpenTelemetry protos in the same package path, and
+# whichever wheel pip unpacks last wins: reinstall the pinned opentelemetry-proto on top.
+.venv/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+  "$(grep -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
 mkdir -p "$HOME/.local/bin" 2>/dev/null || true
 for cmd in trellis trellisd trellis-agent; do
   ln -sf "$PWD/.venv/bin/$cmd" /usr/local/bin/$cmd 2>/dev/null || ln -sf "$PWD/.venv/bin/$cmd" "$HOME/.local/bin/$cmd"

@@ -103,6 +103,10 @@ def _mesh(doc: dict[str, Any] | None) -> MeshConfig:
         mesh = replace(mesh, access_log_file=doc["accessLogFile"])
     if "connectTimeout" in doc:
         mesh = replace(mesh, connect_timeout_s=float(doc["connectTimeout"]))
+    if "tracingAddress" in doc:
+        mesh = replace(mesh, tracing_address=doc["tracingAddress"])
+    if "traceSampling" in doc:
+        mesh = replace(mesh, trace_sampling=float(doc["traceSampling"]))
     return mesh
 
 

@@ -15,6 +15,7 @@ from trellis.cli.workloads import start_workload
 from trellis.errors import Conflict, RuntimeProblem, TrellisError
 from trellis.runtime.layout import MeshInfo
 
+DEMO_TRACE_SAMPLING = 100.0  # percent
 BOOKINFO_WORKLOADS = (
     ("productpage", "v1"),
     ("details", "v1"),
@@ -45,7 +46,14 @@ def demo(
     layout = layout_for(state_dir)
     info = MeshInfo.load(layout.mesh_file)
     if info is None or not info.ready:
-        start_mesh(layout, ingress_port=ingress_port, egress_gateway=False, capture=capture)
+        # Every Bookinfo request traced, as in Istio's demo profile.
+        start_mesh(
+            layout,
+            ingress_port=ingress_port,
+            egress_gateway=False,
+            capture=capture,
+            trace_sampling=DEMO_TRACE_SAMPLING,
+        )
     elif capture is not None and capture != info.capture:
         raise Conflict(
             f"the mesh in {layout.root} runs with --capture={info.capture}; "
@@ -81,6 +89,11 @@ def demo(
     console.print("\nBookinfo is running. Open:")
     console.print(f"  http://127.0.0.1:{port}/productpage")
     console.print(f"  http://127.0.0.1:{port}/api/v1/products")
+    query_port = mesh_info(layout).tracing_query_port
+    if query_port:
+        console.print(
+            f"Traces: http://127.0.0.1:{query_port}/api/traces?service=productpage.default"
+        )
     console.print(
         "Try routing: trellis apply -f samples/bookinfo/networking/destination-rule-all.yaml"
     )

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from trellis.cli import config, demo, mesh, proxy, tracing, workloads, x
+from trellis.cli import ca, config, demo, mesh, proxy, tracing, workloads, x
 from trellis.cli.output import err_console
 from trellis.errors import TrellisError
 
@@ -33,6 +33,7 @@ app.command("proxy-status")(proxy.proxy_status)
 app.command("proxy-config")(proxy.proxy_config)
 app.command()(tracing.tracing)
 app.add_typer(x.app, name="x")
+app.add_typer(ca.app, name="ca")
 
 
 def main() -> None:

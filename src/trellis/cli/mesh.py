@@ -34,6 +34,7 @@ CaptureOption = typer.Option(
     help="iptables (namespaces + capture, needs root) or proxy (apps use HTTP_PROXY); "
     "default: iptables when root, else proxy",
 )
+DEFAULT_TRACE_SAMPLING = 1.0  # percent of new requests traced, Istio's default
 
 
 def up(
@@ -54,8 +55,19 @@ def up(
     workload_cert_ttl: float | None = typer.Option(
         None, "--workload-cert-ttl", help="Workload certificate lifetime in seconds (24h)"
     ),
+    no_tracing: bool = typer.Option(
+        False, "--no-tracing", help="Do not run the trace store; proxies trace nothing"
+    ),
+    trace_sampling: float = typer.Option(
+        DEFAULT_TRACE_SAMPLING,
+        "--trace-sampling",
+        min=0.0,
+        max=100.0,
+        help="Percent of new requests traced (0-100)",
+    ),
 ) -> None:
-    """Start the mesh: trellisd and the ingress gateway, in the background; return when ready."""
+    """Start the mesh: trellisd, the ingress gateway and the trace store, in the background;
+    return when ready."""
     layout = layout_for(state_dir)
     start_mesh(
         layout,
@@ -64,11 +76,22 @@ def up(
         capture=capture,
         ca_dir=ca_dir,
         workload_cert_ttl=workload_cert_ttl,
+        tracing=not no_tracing,
+        trace_sampling=trace_sampling,
     )
     info = mesh_info(layout)
     mode = "; no capture: apps use HTTP_PROXY" if info.proxy_mode else ""
     console.print(f"Mesh is up (state dir {layout.root}, prefix {info.prefix}{mode}).")
     console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
+    _print_tracing(info)
+
+
+def _print_tracing(info: MeshInfo) -> None:
+    if info.tracing_query_port:
+        console.print(
+            f"Traces (Jaeger API, {info.trace_sampling:g} % sampled): "
+            f"http://127.0.0.1:{info.tracing_query_port}/api/traces"
+        )
 
 
 def resolve_capture(capture: str | None) -> str:
@@ -99,6 +122,8 @@ def start_mesh(
     capture: str | None,
     ca_dir: Path | None = None,
     workload_cert_ttl: float | None = None,
+    tracing: bool = True,
+    trace_sampling: float = DEFAULT_TRACE_SAMPLING,
 ) -> None:
     capture = resolve_capture(capture)
     if capture == CAPTURE_PROXY and egress_gateway:
@@ -126,7 +151,11 @@ def start_mesh(
         str(subnet),
         "--capture",
         capture,
+        "--trace-sampling",
+        str(trace_sampling),
     ]
+    if not tracing:
+        argv.append("--no-tracing")
     if egress_gateway:
         argv.append("--egress-gateway")
     if ca_dir is not None:
@@ -282,6 +311,7 @@ def status(
         f"prefix {info.prefix}, subnet {info.subnet}, capture {info.capture})"
     )
     console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
+    _print_tracing(info)
     for c in rt["components"]:
         state = "running" if c["alive"] else "DOWN"
         console.print(f"  {c['name']:<24} {state:<8} pid {c['pid']:<8} restarts {c['restarts']}")

@@ -17,6 +17,9 @@ def tracing(
     otlp_grpc_port: int = typer.Option(4317, "--otlp-grpc-port", help="OTLP/gRPC"),
     zipkin_port: int = typer.Option(9411, "--zipkin-port", help="Zipkin v2 JSON"),
     query_port: int = typer.Option(16686, "--query-port", help="Jaeger query API"),
+    query_host: str = typer.Option(
+        "", "--query-host", help="Address the Jaeger query API binds (default: --host)"
+    ),
     max_traces: int = typer.Option(
         DEFAULT_MAX_TRACES, "--max-traces", min=1, help="Traces kept; the oldest is evicted"
     ),
@@ -42,7 +45,12 @@ def tracing(
         otlp_grpc_port=otlp_grpc_port,
         zipkin_port=zipkin_port,
         query_port=query_port,
+        query_host=query_host,
         max_traces=max_traces,
         max_spans_per_trace=max_spans_per_trace,
     )
     asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":  # how the runtime's supervisor runs it as a child
+    typer.run(tracing)

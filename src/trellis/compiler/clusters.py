@@ -15,6 +15,7 @@ from trellis.api.networking import ClientTLSMode, ClientTLSSettings, Destination
 from trellis.compiler.forward_proxy import build_forward_passthrough_cluster
 from trellis.compiler.mtls import apply_client_mtls
 from trellis.compiler.protos import ads_config_source, duration, pack, socket_address, struct
+from trellis.compiler.tracing import build_tracing_clusters
 from trellis.compiler.traffic_policy import (
     HTTP_PROTOCOL_OPTIONS,
     ClusterPolicy,
@@ -212,7 +213,11 @@ def build_special_clusters(proxy: Proxy, mesh: MeshConfig) -> list[cluster_pb2.C
     no original destination: Passthrough goes by the request's Host, and nothing is inbound
     passthrough."""
     if not proxy.captured:
-        return [build_blackhole_cluster(mesh), build_forward_passthrough_cluster(mesh)]
+        return [
+            build_blackhole_cluster(mesh),
+            build_forward_passthrough_cluster(mesh),
+            *build_tracing_clusters(mesh),
+        ]
     clusters = [build_blackhole_cluster(mesh), build_passthrough_cluster(names.PASSTHROUGH, mesh)]
     if proxy.type == ProxyType.SIDECAR:
         inbound = build_passthrough_cluster(names.INBOUND_PASSTHROUGH, mesh)
@@ -224,7 +229,7 @@ def build_special_clusters(proxy: Proxy, mesh: MeshConfig) -> list[cluster_pb2.C
             )
         )
         clusters.append(inbound)
-    return clusters
+    return clusters + build_tracing_clusters(mesh)
 
 
 def build_blackhole_cluster(mesh: MeshConfig) -> cluster_pb2.Cluster:

@@ -4,7 +4,8 @@ Proxies that would get identical config share one compiled copy (DESIGN §3). A 
 every input of the output it stands for (STYLE: cache keys name every input), so this module is
 the one place that says, part by part, what a generator reads from the proxy; the PushContext
 version is added by the cache. The heavy outbound parts (one entry per service) read only the
-proxy's type, namespace and the labels VirtualService `sourceLabels` select on; everything else
+proxy's type, namespace and the labels VirtualService `sourceLabels` select on (plus, with
+tracing on, the service name and sampling its HCMs get: compiler/tracing.py); everything else
 (inbound listeners and clusters, gateways, secrets) is keyed on the whole proxy.
 
 A generator that starts reading another proxy fact must change its key here; the tests in
@@ -33,6 +34,7 @@ from trellis.compiler.listeners import (
     build_virtual_outbound,
 )
 from trellis.compiler.routes import build_sidecar_route_configs
+from trellis.compiler.tracing import HcmTracing, hcm_tracing_for
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy, ProxyType
 from trellis.model.push_context import PushContext
@@ -86,7 +88,14 @@ def outbound_scope(proxy: Proxy, push: PushContext) -> Hashable:
     sourceNamespace, DestinationRule hash policies) plus the labels `sourceLabels` read."""
     keys = push.source_label_keys
     selected = tuple(sorted((k, v) for k, v in proxy.labels.items() if k in keys))
-    return (_facts(proxy, without=_NOT_READ_BY_OUTBOUND), selected)
+    return (_facts(proxy, without=_NOT_READ_BY_OUTBOUND), selected, _trace_identity(proxy, push))
+
+
+def _trace_identity(proxy: Proxy, push: PushContext) -> HcmTracing | None:
+    """With tracing on, outbound HCMs name the workload's service (`app` label, else name) and
+    its sampling (Telemetry by namespace/labels): the key holds exactly what they read, so
+    proxies of one app still share and proxies of different apps do not."""
+    return hcm_tracing_for(proxy, push)
 
 
 def _by_name(messages: list[Message]) -> dict[str, Message]:

@@ -22,6 +22,7 @@ from google.protobuf import wrappers_pb2
 
 from trellis.compiler.protos import ads_config_source, pack
 from trellis.compiler.telemetry import build_access_logs
+from trellis.compiler.tracing import HcmTracing, build_hcm_tracing
 from trellis.model.snapshot import MeshConfig
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
@@ -60,8 +61,10 @@ def build_http_connection_manager(
     route_config: route_pb2.RouteConfiguration | None = None,
     http_filters: Sequence[hcm.HttpFilter] | None = None,
     use_remote_address: bool = False,
+    tracing: HcmTracing | None = None,
 ) -> listener_components_pb2.Filter:
-    """An HCM that takes its routes over RDS (`rds_name`) or inline (`route_config`)."""
+    """An HCM that takes its routes over RDS (`rds_name`) or inline (`route_config`); traced
+    as `tracing` says when the mesh has a trace store."""
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
@@ -72,6 +75,8 @@ def build_http_connection_manager(
         use_remote_address=wrappers_pb2.BoolValue(value=use_remote_address),
         upgrade_configs=[hcm.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
     )
+    if tracing is not None:
+        manager.tracing.CopyFrom(build_hcm_tracing(tracing))
     if rds_name is not None:
         manager.rds.CopyFrom(hcm.Rds(config_source=ads_config_source(), route_config_name=rds_name))
     elif route_config is not None:

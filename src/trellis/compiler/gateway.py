@@ -23,6 +23,7 @@ from trellis.compiler.http_route import translate_virtual_service
 from trellis.compiler.inbound_policy import build_inbound_policy_filters
 from trellis.compiler.protos import socket_address
 from trellis.compiler.routes import route_configuration
+from trellis.compiler.tracing import hcm_tracing_for
 from trellis.model import names
 from trellis.model.names import ListenerName, RouteConfigName, VirtualHostName
 from trellis.model.proxy import Proxy
@@ -78,6 +79,7 @@ def build_gateway_listeners(proxy: Proxy, push: PushContext) -> list[listener_pb
             rds_name=_route_name(servers),
             use_remote_address=True,
             http_filters=[*security, *outbound_http_filters()],
+            tracing=hcm_tracing_for(proxy, push),
         )
         listeners.append(
             listener_pb2.Listener(

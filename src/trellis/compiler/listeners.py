@@ -36,6 +36,7 @@ from trellis.compiler.mtls import (
 )
 from trellis.compiler.protos import duration, socket_address
 from trellis.compiler.retries import inbound_retry_policy
+from trellis.compiler.tracing import HcmTracing, hcm_tracing_for
 from trellis.model import names
 from trellis.model.names import ClusterName, ListenerName, RouteConfigName
 from trellis.model.proxy import Proxy, ProxyType
@@ -95,13 +96,18 @@ def _outbound_listener(
     proxy: Proxy, push: PushContext, service: Service, port: ServicePort
 ) -> listener_pb2.Listener:
     if port.protocol.is_http:
-        return build_outbound_http_listener(port.port, push.mesh)
+        return build_outbound_http_listener(port.port, push.mesh, hcm_tracing_for(proxy, push))
     return build_outbound_tcp_listener(proxy, push, service, port)
 
 
-def build_outbound_http_listener(port: int, mesh: MeshConfig) -> listener_pb2.Listener:
+def build_outbound_http_listener(
+    port: int, mesh: MeshConfig, tracing: HcmTracing | None = None
+) -> listener_pb2.Listener:
     manager = build_http_connection_manager(
-        names.outbound_stat_prefix(port), mesh, rds_name=RouteConfigName.sidecar(port)
+        names.outbound_stat_prefix(port),
+        mesh,
+        rds_name=RouteConfigName.sidecar(port),
+        tracing=tracing,
     )
     return _outbound_port_listener(
         ListenerName.wildcard(port), names.WILDCARD_ADDRESS, port, manager
@@ -199,7 +205,9 @@ def build_inbound_port_chains(
     HTTP filters (authorization and JWT filters go there), mtls.py how the chain is matched
     and secured under the port's PeerAuthentication mode."""
     mode = inbound_mode(proxy, push, port.target_port)
-    chain = build_inbound_chain(port, push.mesh, build_inbound_policy_filters(proxy, push))
+    policy = build_inbound_policy_filters(proxy, push)
+    tracing = hcm_tracing_for(proxy, push, server=True)
+    chain = build_inbound_chain(port, push.mesh, policy, tracing)
     return secure_chains(chain, inbound_transports(mode, push.mesh.trust_domain))
 
 
@@ -215,7 +223,10 @@ def add_tls_inspector(listener: listener_pb2.Listener) -> None:
 
 
 def build_inbound_chain(
-    port: ServicePort, mesh: MeshConfig, policy: InboundPolicyFilters = NO_POLICY_FILTERS
+    port: ServicePort,
+    mesh: MeshConfig,
+    policy: InboundPolicyFilters = NO_POLICY_FILTERS,
+    tracing: HcmTracing | None = None,
 ) -> listener_components_pb2.FilterChain:
     cluster = ClusterName.inbound(port.target_port)
     prefix = names.inbound_stat_prefix(port.target_port)
@@ -225,6 +236,7 @@ def build_inbound_chain(
             mesh,
             route_config=build_inbound_route_config(cluster),
             http_filters=[*policy.http, router_filter()],
+            tracing=tracing,
         )
         filters = [network_filter]
     else:

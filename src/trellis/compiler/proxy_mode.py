@@ -24,6 +24,7 @@ from trellis.compiler.routes import (
     build_service_virtual_host,
     route_configuration,
 )
+from trellis.compiler.tracing import hcm_tracing_for
 from trellis.model import names
 from trellis.model.names import ListenerName
 from trellis.model.proxy import Proxy
@@ -70,6 +71,7 @@ def build_http_proxy_listener(proxy: Proxy, push: PushContext) -> listener_pb2.L
         push.mesh,
         rds_name=names.HTTP_PROXY_ROUTE,
         http_filters=filters,
+        tracing=hcm_tracing_for(proxy, push),
     )
     return listener_pb2.Listener(
         name=ListenerName.for_address(proxy.ip, names.HTTP_PROXY_PORT),

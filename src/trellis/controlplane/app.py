@@ -9,7 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from trellis.ca.identity import JoinTokenIssuer
 from trellis.controlplane.auth import JoinTokenAuthenticator
 from trellis.controlplane.http_api import build_app
 from trellis.controlplane.jwks import refresh_forever as refresh_jwks_forever
+from trellis.controlplane.rootrotation import RootRotator, RotationSettings
 from trellis.controlplane.secrets import WorkloadSecrets
 from trellis.controlplane.state import MeshState, WorkloadRecord
 from trellis.model import xds_types
@@ -45,6 +46,7 @@ class DaemonSettings:
     ca_dir: Path | None = None  # plug-in CA (Istio's cacerts layout); else STATE/ca
     workload_cert_ttl: timedelta = timedelta(hours=24)
     insecure_xds: bool = False  # plaintext xDS and no join tokens: debugging only
+    mesh: MeshConfig = field(default_factory=MeshConfig)  # e.g. the trace store's address
 
     @property
     def socket_path(self) -> Path:
@@ -84,9 +86,13 @@ def serving_tls(ca: CertificateAuthority, settings: DaemonSettings) -> ServerTls
 
 
 async def rotate_certificates(
-    secrets: WorkloadSecrets, server: AdsServer, state: MeshState
+    secrets: WorkloadSecrets,
+    server: AdsServer,
+    state: MeshState,
+    rotator: RootRotator | None = None,
 ) -> None:
-    """Reissue workload certificates at half life and push SDS to the proxies using them.
+    """Reissue workload certificates at half life and push SDS to the proxies using them;
+    push ROOTCA again when a retired root's overlap ends.
 
     Checks at least every second: certificates issued meanwhile (a new proxy) are tracked
     by the scheduler, not announced to this loop.
@@ -94,6 +100,8 @@ async def rotate_certificates(
     while True:
         wait = secrets.scheduler.seconds_until_next()
         await asyncio.sleep(min(1.0, 1.0 if wait is None else wait))
+        if rotator is not None:
+            await rotator.prune_if_due()
         active = {(p.namespace, p.service_account) for p in server.connected()}
         for namespace, account in secrets.rotate_due(active):
 
@@ -101,6 +109,34 @@ async def rotate_certificates(
                 return p.namespace == ns and p.service_account == sa
 
             server.update(str(state.snapshot.version), frozenset({xds_types.SECRET}), affected)
+
+
+def root_rotator(
+    settings: DaemonSettings,
+    ca: CertificateAuthority,
+    secrets: WorkloadSecrets,
+    server: AdsServer,
+    state: MeshState,
+) -> RootRotator:
+    """`trellis ca rotate-root | status`: pushes SDS to every proxy at a fresh version."""
+
+    def push_sds(version: str) -> None:
+        server.update(version, frozenset({xds_types.SECRET}), None)
+
+    rotation_settings = RotationSettings(
+        state_dir=settings.state_dir,
+        ca_dir=settings.ca_dir,
+        xds_root_path=None if settings.insecure_xds else settings.xds_root_path,
+        serving_root_pem=ca.roots()[0],
+    )
+    return RootRotator(
+        rotation_settings,
+        secrets,
+        push=push_sds,
+        next_version=state.next_version,
+        statuses=server.statuses,
+        clock=_now,
+    )
 
 
 def hosts_writer(snapshot: MeshSnapshot, records: Sequence[WorkloadRecord]) -> None:
@@ -123,7 +159,7 @@ async def serve(settings: DaemonSettings) -> None:
         if server is not None:
             server.update(version, types, affected)  # type: ignore[arg-type]
 
-    state = MeshState(store=store, mesh=MeshConfig(), notify=notify)
+    state = MeshState(store=store, mesh=settings.mesh, notify=notify)
     if settings.write_hosts:
         state.listeners.append(hosts_writer)
     ca = load_ca(settings)
@@ -146,10 +182,15 @@ async def serve(settings: DaemonSettings) -> None:
     state.rebuild()
     port = await server.start(settings.xds_host, settings.xds_port, tls)
     log.info("event=xds-listening address=%s:%d", settings.xds_host, port)
-    rotation = asyncio.create_task(rotate_certificates(secrets, server, state), name="rotation")
+    rotator = root_rotator(settings, ca, secrets, server, state)
+    rotation = asyncio.create_task(
+        rotate_certificates(secrets, server, state, rotator), name="rotation"
+    )
     jwks_refresh = asyncio.create_task(refresh_jwks_forever(state), name="jwks-refresh")
 
-    runner = web.AppRunner(build_app(state, server.statuses, secrets.describe), access_log=None)
+    runner = web.AppRunner(
+        build_app(state, server.statuses, secrets.describe, ca_admin=rotator), access_log=None
+    )
     await runner.setup()
     settings.socket_path.unlink(missing_ok=True)
     site = web.UnixSite(runner, str(settings.socket_path))
@@ -181,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--insecure-xds", action="store_true", help="plaintext xDS without join tokens"
     )
+    parser.add_argument(
+        "--tracing-address", default="", help="HOST:PORT of the trace store's OTLP/gRPC port"
+    )
+    parser.add_argument(
+        "--trace-sampling", type=float, default=1.0, help="percent of new requests traced"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -195,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ca_dir=args.ca_dir,
         workload_cert_ttl=timedelta(seconds=args.workload_cert_ttl),
         insecure_xds=args.insecure_xds,
+        mesh=MeshConfig(tracing_address=args.tracing_address, trace_sampling=args.trace_sampling),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(settings))

@@ -15,6 +15,7 @@ from google.protobuf.json_format import MessageToDict
 
 from trellis.api.kinds import parse_documents, resolve_kind
 from trellis.controlplane.jwks import fetch_for_apply
+from trellis.controlplane.rootrotation import RootRotator, parse_overlap
 from trellis.controlplane.state import MeshState
 from trellis.errors import Conflict, NotFound, TrellisError, ValidationError
 from trellis.model import xds_types
@@ -51,9 +52,15 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def build_app(
-    state: MeshState, statuses: StatusSource, secrets: SecretSource | None = None
+    state: MeshState,
+    statuses: StatusSource,
+    secrets: SecretSource | None = None,
+    *,
+    ca_admin: RootRotator | None = None,
 ) -> web.Application:
     routes = web.RouteTableDef()
+    if ca_admin is not None:
+        add_ca_routes(routes, ca_admin)
 
     @routes.get("/healthz")
     async def healthz(_: web.Request) -> web.Response:
@@ -150,6 +157,20 @@ def build_app(
     app = web.Application(middlewares=[errors_as_json])
     app.add_routes(routes)
     return app
+
+
+def add_ca_routes(routes: web.RouteTableDef, ca_admin: RootRotator) -> None:
+    """`trellis ca status | rotate-root` (docs/ca.md, "Root rotation")."""
+
+    @routes.get("/ca/status")
+    async def ca_status(_: web.Request) -> web.Response:
+        return web.json_response(ca_admin.status())
+
+    @routes.post("/ca/rotate-root")
+    async def ca_rotate_root(request: web.Request) -> web.Response:
+        body = await request.json()
+        overlap = parse_overlap(body.get("overlapSeconds") if isinstance(body, dict) else None)
+        return web.json_response(await ca_admin.rotate_root(overlap))
 
 
 def _delete_keys(body: dict[str, Any]) -> list[tuple[str, str, str]]:

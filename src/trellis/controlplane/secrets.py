@@ -48,6 +48,7 @@ class WorkloadSecrets:
         ttl: timedelta = DEFAULT_WORKLOAD_TTL,
     ) -> None:
         self._ca = ca
+        self._trust = ca  # differs from _ca only during a root rotation (trust goes first)
         self._clock = clock
         self._ttl = ttl
         self._held: dict[IdentityKey, _Held] = {}
@@ -57,6 +58,28 @@ class WorkloadSecrets:
     @property
     def ca(self) -> CertificateAuthority:
         return self._ca
+
+    @property
+    def trust(self) -> CertificateAuthority:
+        """The CA whose roots ROOTCA carries (ahead of `ca` while a new root is rolled out)."""
+        return self._trust
+
+    def trust_roots_of(self, ca: CertificateAuthority) -> None:
+        """Root rotation, step 1: ROOTCA carries `ca`'s roots; signing stays as it was."""
+        self._trust = ca
+
+    def sign_with(self, ca: CertificateAuthority) -> list[IdentityKey]:
+        """Root rotation, step 2: `ca` signs from now on; every held certificate is reissued
+        by it at once. The identities whose `default` secret changed. Makes a key per identity:
+        run it in a thread; SDS answers meanwhile (the lock is not held while signing)."""
+        with self._lock:
+            self._ca = self._trust = ca
+            keys = sorted(self._held)
+        fresh = {key: self._issue(key) for key in keys}
+        with self._lock:
+            self._held.update(fresh)
+        log.info("event=certs_reissued_for_new_root identities=%d", len(keys))
+        return keys
 
     def secrets_for(self, proxy: Proxy) -> dict[str, Message]:
         """`default` for the proxy's own identity and `ROOTCA` (every trusted root)."""
@@ -112,7 +135,7 @@ class WorkloadSecrets:
         log.info("event=cert_dropped identity=%s reason=no-proxy", _name(key))
 
     def _roots(self) -> list[bytes]:
-        return self._ca.roots(self._clock())
+        return self._trust.roots(self._clock())
 
     def _get(self, key: IdentityKey) -> _Held:
         with self._lock:

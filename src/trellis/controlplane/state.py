@@ -166,6 +166,13 @@ class MeshState:
                 self._store.put_record(VIPS, key, {"vip": allocated[key]})
         return services_from_resources(resources, allocated)
 
+    def next_version(self) -> str:
+        """A fresh xDS version for a push that changes no config (SDS after a root rotation),
+        so its ACK can be told apart from earlier ones."""
+        with self._lock:
+            self._version += 1
+            return str(self._version)
+
     # -- output ---------------------------------------------------------------------------------
 
     def generate(self, proxy: Proxy, type_url: str) -> Mapping[str, Message]:

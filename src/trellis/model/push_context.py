@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 from trellis.api.base import Resource
 from trellis.api.networking import DestinationRule, Gateway, VirtualService
+from trellis.api.telemetry import Telemetry
 from trellis.model.proxy import Proxy
 from trellis.model.registry import Endpoint, Service, ServicePort, Workload
 from trellis.model.snapshot import MeshConfig, MeshSnapshot
@@ -78,6 +79,8 @@ class PushContext:
     security_policies: tuple[Resource, ...] = ()
     # (jwksUri, JWKS document) pairs trellisd fetched for RequestAuthentications (compiler/jwt.py).
     fetched_jwks: tuple[tuple[str, str], ...] = ()
+    # telemetry.istio.io Telemetry, in snapshot order (tracing sampling, compiler/tracing.py).
+    telemetries: tuple[Telemetry, ...] = ()
 
     @classmethod
     def build(cls, snapshot: MeshSnapshot) -> PushContext:
@@ -117,6 +120,7 @@ class PushContext:
                 r for r in snapshot.resources if r.api_version.startswith(_SECURITY_GROUP)
             ),
             fetched_jwks=snapshot.jwks,
+            telemetries=_of_kind(snapshot.resources, Telemetry),
         )
 
     # --- services and hosts -------------------------------------------------------------

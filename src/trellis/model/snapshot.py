@@ -24,6 +24,8 @@ class MeshConfig:
     connect_timeout_s: float = 10.0
     access_log_file: str = "/dev/stdout"
     trace_sampling: float = 1.0
+    # HOST:PORT of the trace store's OTLP/gRPC port; empty: no tracer on any proxy.
+    tracing_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

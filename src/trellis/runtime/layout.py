@@ -70,6 +70,11 @@ class MeshInfo:
     # "iptables": pods are network namespaces with capture; "proxy": loopback addresses, apps
     # reach their sidecar through HTTP_PROXY (DESIGN §7). `trellis run` follows it.
     capture: str = "iptables"
+    # The trace store (`trellis tracing`): where proxies send spans (HOST:PORT, OTLP/gRPC) and
+    # the Jaeger query API's port on 127.0.0.1; "" and 0 when started with --no-tracing.
+    tracing_address: str = ""
+    tracing_query_port: int = 0
+    trace_sampling: float = 1.0
 
     @property
     def proxy_mode(self) -> bool:

@@ -24,6 +24,7 @@ from trellis.runtime.client import LocalApi
 from trellis.runtime.layout import Layout, MeshInfo
 from trellis.runtime.loopback import HOST_ADDRESS, free_port
 from trellis.runtime.netns import MeshNetwork, mesh_prefix
+from trellis.runtime.trace_store import plan_trace_store, trace_store_child, wait_trace_store
 from trellis.runtime.workloads import WorkloadManager, WorkloadSpec
 
 log = logging.getLogger("trellis.runtime")
@@ -38,6 +39,7 @@ class Supervisor:
         info: MeshInfo,
         network: MeshNetwork | None,
         trellisd_args: Sequence[str] = (),
+        tracing: bool = False,
     ) -> None:
         self.layout = layout
         self.info = info
@@ -58,12 +60,16 @@ class Supervisor:
         self.trellisd = Child(name="trellisd", argv=argv, log_path=layout.logs / "trellisd.log")
         self.workloads = WorkloadManager(layout, info, network, self.trellisd_api)
         self.workloads.components.append(self.trellisd)
+        self.tracing = tracing
+        self.trace_store: Child | None = None
         self.stopping = asyncio.Event()
 
     async def start(self) -> None:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         if self.network is not None:
             await asyncio.to_thread(self.network.create)
+        if self.tracing:
+            await self._start_trace_store()
         await self.trellisd.start()
         await self._wait_trellisd(30.0)
         await self.workloads.start_gateways()
@@ -71,6 +77,21 @@ class Supervisor:
         self.info.ready = True
         self.info.save(self.layout.mesh_file)
         log.info("event=mesh-ready prefix=%s", self.info.prefix)
+
+    async def _start_trace_store(self) -> None:
+        """Before trellisd, which tells every proxy where to send spans."""
+        plan = plan_trace_store(self.info.bridge_ip, self.info.proxy_mode)
+        self.trace_store = trace_store_child(self.layout, plan)
+        self.workloads.components.append(self.trace_store)
+        await self.trace_store.start()
+        await wait_trace_store(self.trace_store, plan, 30.0)
+        self.info.tracing_address = plan.otlp_address
+        self.info.tracing_query_port = plan.query_port
+        self.trellisd.argv += ["--tracing-address", plan.otlp_address]
+        self.info.save(self.layout.mesh_file)
+        log.info(
+            "event=trace-store-ready otlp=%s query_port=%d", plan.otlp_address, plan.query_port
+        )
 
     async def _wait_trellisd(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -93,6 +114,10 @@ class Supervisor:
                 log.warning("event=restart component=trellisd")
                 await self.trellisd.restart()
                 self.workloads.save()
+            if self.trace_store is not None and not self.trace_store.alive():
+                log.warning("event=restart component=trace-store")
+                await self.trace_store.restart()
+                self.workloads.save()
             await self.workloads.restart_dead()
             try:
                 await asyncio.wait_for(self.stopping.wait(), timeout=0.5)
@@ -103,6 +128,8 @@ class Supervisor:
         log.info("event=shutdown")
         await self.workloads.stop_all()
         await self.trellisd.stop()
+        if self.trace_store is not None:
+            await self.trace_store.stop()
         if self.network is not None:
             await asyncio.to_thread(self.network.teardown)
         self.layout.mesh_file.unlink(missing_ok=True)
@@ -117,7 +144,11 @@ def build_api(sup: Supervisor) -> web.Application:
             {
                 "ready": sup.info.ready,
                 "prefix": sup.info.prefix,
-                "components": [sup.trellisd.describe(), *sup.workloads.describe_gateways()],
+                "components": [
+                    sup.trellisd.describe(),
+                    *([sup.trace_store.describe()] if sup.trace_store else []),
+                    *sup.workloads.describe_gateways(),
+                ],
             }
         )
 
@@ -151,9 +182,11 @@ def build_api(sup: Supervisor) -> web.Application:
     return app
 
 
-async def amain(layout: Layout, info: MeshInfo, trellisd_args: Sequence[str] = ()) -> int:
+async def amain(
+    layout: Layout, info: MeshInfo, trellisd_args: Sequence[str] = (), tracing: bool = False
+) -> int:
     network = None if info.proxy_mode else MeshNetwork(prefix=info.prefix, subnet=info.subnet)
-    sup = Supervisor(layout, info, network, trellisd_args)
+    sup = Supervisor(layout, info, network, trellisd_args, tracing)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.stopping.set)
@@ -184,8 +217,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--capture", choices=["iptables", "proxy"], default="iptables")
     parser.add_argument("--ca-dir", default=None, help="plug-in CA directory, for trellisd")
     parser.add_argument("--workload-cert-ttl", default=None, help="seconds, for trellisd")
+    parser.add_argument("--no-tracing", action="store_true", help="do not run the trace store")
+    parser.add_argument("--trace-sampling", type=float, default=1.0, help="percent, for trellisd")
     args = parser.parse_args(argv)
-    trellisd_args: list[str] = []
+    trellisd_args: list[str] = ["--trace-sampling", str(args.trace_sampling)]
     if args.ca_dir:
         trellisd_args += ["--ca-dir", args.ca_dir]
     if args.workload_cert_ttl:
@@ -205,11 +240,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         supervisor_pid=os.getpid(),
         started_at=time.time(),
         capture=args.capture,
+        trace_sampling=args.trace_sampling,
     )
     if proxy_mode:
         info.xds_port = free_port(HOST_ADDRESS)
     info.save(layout.mesh_file)
-    sys.exit(asyncio.run(amain(layout, info, trellisd_args)))
+    sys.exit(asyncio.run(amain(layout, info, trellisd_args, tracing=not args.no_tracing)))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class TracingSettings:
     otlp_grpc_port: int = 4317
     zipkin_port: int = 9411
     query_port: int = 16686
+    # Where the Jaeger query API binds; empty: `host`. `trellis up` keeps ingest on the mesh's
+    # bridge (pods reach it) and the query API on the host's loopback.
+    query_host: str = ""
     max_traces: int = DEFAULT_MAX_TRACES
     max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE
 
@@ -87,7 +90,7 @@ async def start(settings: TracingSettings, *, clock: Clock = time.time) -> Runni
         running.grpc_server = grpc_server
         zipkin = await running.add_http_listener(zipkin_app(store), host, settings.zipkin_port)
         query = await running.add_http_listener(
-            query_app(store, clock=clock), host, settings.query_port
+            query_app(store, clock=clock), settings.query_host or host, settings.query_port
         )
     except OSError as e:
         await running.stop(0)
@@ -114,13 +117,13 @@ async def serve(settings: TracingSettings, *, stop: asyncio.Event | None = None)
 
 
 def _log_listening(host: str, ports: TracingPorts, settings: TracingSettings) -> None:
-    for protocol, port in (
-        ("otlp-http", ports.otlp_http),
-        ("otlp-grpc", ports.otlp_grpc),
-        ("zipkin", ports.zipkin),
-        ("jaeger-query", ports.query),
+    for protocol, address, port in (
+        ("otlp-http", host, ports.otlp_http),
+        ("otlp-grpc", host, ports.otlp_grpc),
+        ("zipkin", host, ports.zipkin),
+        ("jaeger-query", settings.query_host or host, ports.query),
     ):
-        log.info("event=listening protocol=%s address=%s:%d", protocol, host, port)
+        log.info("event=listening protocol=%s address=%s:%d", protocol, address, port)
     log.info(
         "event=ready max_traces=%d max_spans_per_trace=%d",
         settings.max_traces,
