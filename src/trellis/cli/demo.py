@@ -94,9 +94,6 @@ def demo(
         console.print(
             f"Traces: http://127.0.0.1:{query_port}/api/traces?service=productpage.default"
         )
-    console.print(
-        "Try routing: trellis apply -f samples/bookinfo/networking/destination-rule-all.yaml"
-    )
-    console.print(
-        "        then trellis apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml"
-    )
+    networking = samples / "bookinfo" / "networking"  # absolute: works from any directory
+    console.print(f"Try routing: trellis apply -f {networking / 'destination-rule-all.yaml'}")
+    console.print(f"        then trellis apply -f {networking / 'virtual-service-all-v1.yaml'}")
