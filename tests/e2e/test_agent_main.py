@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -133,6 +134,11 @@ def pod(tmp_path: Path) -> Iterator[tuple[MeshNetwork, Pod]]:
         teardown_network(mesh.prefix)
 
 
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        return str(response.read().decode())
+
+
 async def wait_file(path: Path, proc: subprocess.Popen[str]) -> None:
     await asyncio.to_thread(procs.wait_file, path, TIMEOUT, pid=proc.pid)
 
@@ -158,6 +164,10 @@ async def test_agent_in_a_pod_captures_runs_envoy_and_app_and_cleans_up(
         ready = f"http://{web.ip}:15021/healthz/ready"  # host -> pod, not captured
         await asyncio.to_thread(procs.wait_http_ok, ready, TIMEOUT)
         assert "app up" in (state / "app.log").read_text()
+        stats = f"http://{web.ip}:15090/stats/prometheus"  # served by the agent, not Envoy
+        body = await asyncio.to_thread(http_text, stats)
+        assert "# TYPE istio_requests_total counter" in body
+        assert "envoy_server_live" in body
 
         agent.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(agent.communicate, timeout=TIMEOUT)

@@ -6,8 +6,12 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from trellis.agent.bootstrap import BootstrapOptions, build_bootstrap
 from trellis.model.proxy import ProxyType
+
+_REVIEWS = "outbound|9080|v1|reviews.bookinfo.svc.cluster.local"
 
 
 def _opts(**overrides: Any) -> BootstrapOptions:
@@ -106,6 +110,32 @@ def test_prometheus_stats_listener_forwards_to_admin() -> None:
     assert address == {"address": "127.0.0.1", "port_value": 15100}
 
 
+def test_no_envoy_stats_listener_when_the_agent_serves_the_stats_port() -> None:
+    bootstrap = build_bootstrap(_opts(envoy_serves_stats=False))
+    names = [x["name"] for x in bootstrap["static_resources"]["listeners"]]
+    assert names == ["agent_ready"]  # the readiness route still uses the admin cluster
+    assert _cluster(bootstrap, "prometheus_stats")
+
+
+@pytest.mark.parametrize(
+    ("stat", "cluster"),
+    [
+        (f"cluster.{_REVIEWS}.upstream_rq_200", _REVIEWS),
+        (f"cluster.{_REVIEWS}.external.upstream_rq_time", _REVIEWS),
+        ("cluster.inbound|9080||.upstream_rq_time", "inbound|9080||"),
+        ("cluster.xds-grpc.upstream_cx_total", "xds-grpc"),
+        ("cluster.outbound|443||httpbin.org.upstream_rq_200", "outbound|443||httpbin"),
+    ],
+)
+def test_cluster_name_tag_keeps_mesh_cluster_names_whole(stat: str, cluster: str) -> None:
+    [tag] = build_bootstrap(_opts())["stats_config"]["stats_tags"]
+    assert tag["tag_name"] == "envoy.cluster_name"
+    match = re.match(tag["regex"], stat)
+    assert match is not None
+    assert match.group(2) == cluster
+    assert match.group(1) == cluster + "."  # removed from the Prometheus metric name
+
+
 def test_readiness_listener_maps_healthz_ready_to_admin_ready() -> None:
     listener = _listener(build_bootstrap(_opts(ready_port=15121)), "agent_ready")
     assert listener["address"]["socket_address"]["port_value"] == 15121
@@ -131,6 +161,8 @@ def test_stats_matcher_keeps_what_telemetry_reads() -> None:
         f"{cluster}.upstream_rq_total",
         f"{cluster}.upstream_rq_200",
         f"{cluster}.upstream_rq_time",
+        "cluster.inbound|9080||.upstream_rq_503",
+        "cluster.inbound|9080||.upstream_rq_time",
         f"{cluster}.upstream_cx_tx_bytes_total",
         "http.inbound_0.0.0.0_9080.downstream_rq_2xx",
         "http.inbound_0.0.0.0_9080.rbac.denied",

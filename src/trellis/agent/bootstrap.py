@@ -58,6 +58,19 @@ _STATS_REGEXES = (
     r"^vhost\..+\.vcluster\..+$",
 )
 
+# Envoy's default `envoy_cluster_name` tag stops at the first dot, cutting
+# `outbound|9080|v1|reviews.default.svc.cluster.local` to `...|reviews` and pushing the rest into
+# the metric name. This replacement keeps a mesh cluster name whole when its host is a
+# `*.svc.cluster.local` name (and `inbound|PORT||` names), so Envoy's Prometheus output carries
+# the destination that telemetry/istio_metrics.py translates; other clusters keep the default
+# (name up to the first dot). Group 1 is removed from the metric name, group 2 is the value.
+CLUSTER_NAME_TAG = "envoy.cluster_name"
+_CLUSTER_NAME_TAG_REGEX = (
+    r"^cluster\.(("
+    r"(?:inbound|outbound)\|[0-9]+\|[^|]*\|(?:[^|]*?\.svc\.cluster\.local)?[^|.]*?"
+    r"|[^.]+?)\.)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class BootstrapOptions:
@@ -74,6 +87,9 @@ class BootstrapOptions:
     delta: bool = True
     admin_port: int = 15000
     stats_port: int = 15090
+    # False when the agent serves the stats port itself with Istio's metrics merged in
+    # (agent/stats.py, DESIGN §6); True gives a plain Envoy its own `prometheus_stats` listener.
+    envoy_serves_stats: bool = True
     ready_port: int = 15021
     access_log_path: str = "/dev/stdout"
     # 0 = wait for the control plane as long as it takes (Istio's choice): a proxy must not
@@ -111,7 +127,7 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         "dynamic_resources": build_dynamic_resources(opts),
         "static_resources": {
             "clusters": [build_xds_cluster(opts), build_admin_cluster(opts)],
-            "listeners": [build_stats_listener(opts), build_ready_listener(opts)],
+            "listeners": build_static_listeners(opts),
         },
         "stats_config": build_stats_config(),
         "overload_manager": _overload_manager(),
@@ -226,6 +242,11 @@ def build_admin_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     }
 
 
+def build_static_listeners(opts: BootstrapOptions) -> list[dict[str, Any]]:
+    ready = build_ready_listener(opts)
+    return [build_stats_listener(opts), ready] if opts.envoy_serves_stats else [ready]
+
+
 def build_stats_listener(opts: BootstrapOptions) -> dict[str, Any]:
     """:15090/stats/prometheus, served by the admin but reachable from outside the pod."""
     route = {"match": {"prefix": STATS_PATH}, "route": {"cluster": ADMIN_CLUSTER}}
@@ -244,7 +265,11 @@ def build_ready_listener(opts: BootstrapOptions) -> dict[str, Any]:
 def build_stats_config() -> dict[str, Any]:
     patterns: list[dict[str, Any]] = [{"prefix": p} for p in _STATS_PREFIXES]
     patterns += [{"safe_regex": {"regex": r}} for r in _STATS_REGEXES]
-    return {"stats_matcher": {"inclusion_list": {"patterns": patterns}}}
+    return {
+        "stats_tags": [{"tag_name": CLUSTER_NAME_TAG, "regex": _CLUSTER_NAME_TAG_REGEX}],
+        "allow_default_tag_overrides": True,
+        "stats_matcher": {"inclusion_list": {"patterns": patterns}},
+    }
 
 
 def _http_listener(name: str, port: int, route: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,10 @@ from trellis.agent.capture import DEFAULT_CHAIN_PREFIX, CaptureOptions, setup_ca
 from trellis.agent.capture import teardown_capture as remove_capture
 from trellis.agent.envoy import EnvoyProcess, EnvoySettings, drops_privileges, write_bootstrap
 from trellis.agent.logfmt import configure_logging, log_event
+from trellis.agent.stats import StatsServer
 from trellis.errors import RuntimeProblem, TrellisError
 from trellis.model.proxy import InterceptionMode, ProxyType
+from trellis.telemetry.istio_metrics import Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ def parse_config(argv: Sequence[str]) -> AgentConfig:
         delta=not args.sotw,
         admin_port=args.admin_port,
         stats_port=args.stats_port,
+        envoy_serves_stats=False,  # the agent serves it, Istio's metrics merged in (stats.py)
         ready_port=args.ready_port,
         access_log_path=args.access_log,
         initial_fetch_timeout_s=args.initial_fetch_timeout,
@@ -162,6 +165,7 @@ class Agent:
         self.stop_requested = asyncio.Event()
         self.envoy: EnvoyProcess | None = None
         self.app: AppProcess | None = None
+        self.stats: StatsServer | None = None
         self.captured = False
 
     async def run(self) -> int:
@@ -198,6 +202,7 @@ class Agent:
             log_event("capture_installed", chains=cfg.capture.chain_prefix)
         self.envoy = EnvoyProcess(self._envoy_settings())
         await self.envoy.start()
+        await self._start_stats()
         if not await self._until_stopped(self._wait_envoy_ready()):
             return
         log_event("envoy_ready", pid=self.envoy.pid)
@@ -209,6 +214,23 @@ class Agent:
         if cfg.ready_file is not None:
             _write_ready_file(cfg.ready_file, self)
         log_event("agent_ready", proxy=proxy.id)
+
+    async def _start_stats(self) -> None:
+        """:STATS_PORT/stats/prometheus, Envoy's stats plus Istio's (DESIGN §6)."""
+        opts = self.config.bootstrap
+        workload = Workload(
+            name=opts.name,
+            namespace=opts.namespace,
+            labels=dict(opts.labels),
+            service_account=opts.service_account,
+        )
+        self.stats = StatsServer(
+            workload=workload, admin_port=opts.admin_port, port=opts.stats_port
+        )
+        try:
+            await self.stats.start()
+        except OSError as err:
+            raise RuntimeProblem(f"cannot serve stats on port {opts.stats_port}: {err}") from err
 
     async def _wait_envoy_ready(self) -> None:
         assert self.envoy is not None
@@ -270,6 +292,8 @@ class Agent:
             await self.app.stop()
         if self.envoy is not None:
             await self.envoy.stop()
+        if self.stats is not None:
+            await self.stats.stop()
         if self.captured and cfg.capture is not None:
             with contextlib.suppress(RuntimeProblem):
                 remove_capture(cfg.capture.chain_prefix)
