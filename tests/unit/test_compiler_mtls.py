@@ -9,6 +9,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from trellis.api.kinds import parse_documents
 from trellis.api.networking import ClientTLSMode, ClientTLSSettings
 from trellis.api.security import PeerAuthenticationMode
+from trellis.compiler.listeners import build_virtual_inbound
 from trellis.compiler.mtls import (
     apply_client_mtls,
     inbound_mode,
@@ -98,3 +99,18 @@ def test_destination_rule_tls_overrides_auto_mtls(mode: ClientTLSMode, secure: b
     cluster = _cluster(ClientTLSSettings(mode=mode))
     assert not cluster.transport_socket_matches
     assert cluster.HasField("transport_socket") is secure
+
+
+@pytest.mark.parametrize(
+    ("mode", "requires_tls"), [("STRICT", True), ("PERMISSIVE", False), ("DISABLE", False)]
+)
+def test_ports_without_a_service_follow_the_workload_mode(mode: str, requires_tls: bool) -> None:
+    """Under STRICT a plaintext peer must not reach the app through the passthrough chain."""
+    listener = build_virtual_inbound(PROXY, push_with(peer_auth("default", mode)))
+    passthrough = listener.default_filter_chain
+    assert passthrough.name == "InboundPassthroughCluster"
+    assert passthrough.HasField("transport_socket") is requires_tls
+    if requires_tls:
+        context = tls_pb2.DownstreamTlsContext()
+        passthrough.transport_socket.typed_config.Unpack(context)
+        assert context.require_client_certificate.value

@@ -15,6 +15,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from google.protobuf import wrappers_pb2
 
 from trellis.api.networking import TCPRoute, VirtualService
+from trellis.api.security import PeerAuthenticationMode
 from trellis.compiler.destinations import RouteScope, selects_proxy, weighted_clusters
 from trellis.compiler.filters import (
     build_http_connection_manager,
@@ -32,7 +33,9 @@ from trellis.compiler.mtls import (
     inbound_mode,
     inbound_transports,
     secure_chains,
+    server_tls_socket,
     tls_inspector_filter,
+    workload_mode,
 )
 from trellis.compiler.protos import duration, socket_address
 from trellis.compiler.retries import inbound_retry_policy
@@ -190,12 +193,24 @@ def build_virtual_inbound(proxy: Proxy, push: PushContext) -> listener_pb2.Liste
         traffic_direction=_INBOUND,
         listener_filters=[original_dst_listener_filter()],
         filter_chains=ordered,
-        default_filter_chain=listener_components_pb2.FilterChain(
-            name=names.INBOUND_PASSTHROUGH, filters=[passthrough]
-        ),
+        default_filter_chain=build_passthrough_chain(proxy, push, passthrough),
     )
     add_tls_inspector(listener)
     return listener
+
+
+def build_passthrough_chain(
+    proxy: Proxy, push: PushContext, passthrough: listener_components_pb2.Filter
+) -> listener_components_pb2.FilterChain:
+    """Ports no Service names go straight to the app; under a workload-wide STRICT
+    PeerAuthentication they too demand mTLS, as in Istio (a plaintext peer fails the handshake).
+    """
+    chain = listener_components_pb2.FilterChain(
+        name=names.INBOUND_PASSTHROUGH, filters=[passthrough]
+    )
+    if workload_mode(proxy, push) is PeerAuthenticationMode.STRICT:
+        chain.transport_socket.CopyFrom(server_tls_socket(push.mesh.trust_domain))
+    return chain
 
 
 def build_inbound_port_chains(

@@ -32,7 +32,7 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 
 from trellis.api.networking import ClientTLSMode, ClientTLSSettings
-from trellis.api.policy_scope import mtls_for_workload
+from trellis.api.policy_scope import EffectiveMTLS, mtls_for_workload
 from trellis.api.security import PeerAuthenticationMode
 from trellis.compiler.protos import ads_config_source, pack, struct
 from trellis.model.proxy import Proxy
@@ -146,13 +146,21 @@ def endpoint_tls_metadata(has_sidecar: bool) -> tuple[str, dict[str, object]] | 
 
 def inbound_mode(proxy: Proxy, push: PushContext, target_port: int) -> PeerAuthenticationMode:
     """The effective PeerAuthentication mode of a workload (container) port; never UNSET."""
-    effective = mtls_for_workload(
+    return _effective(proxy, push).mode_for_port(target_port)
+
+
+def workload_mode(proxy: Proxy, push: PushContext) -> PeerAuthenticationMode:
+    """The workload-wide mode (no portLevelMtls): what ports without a Service get."""
+    return _effective(proxy, push).mode
+
+
+def _effective(proxy: Proxy, push: PushContext) -> EffectiveMTLS:
+    return mtls_for_workload(
         push.security_policies,
         namespace=proxy.namespace,
         labels=proxy.labels,
         root_namespace=push.mesh.root_namespace,
     )
-    return effective.mode_for_port(target_port)
 
 
 def server_tls_socket(trust_domain: str) -> base_pb2.TransportSocket:
