@@ -168,8 +168,7 @@ class MeshNetwork:
         netns = self.netns_name(name)
         for ip in _netns_eth0_ips(netns):
             host_veth = self.veth_names(ip)[0]
-            if _link_exists(host_veth):
-                _ip("link", "del", host_veth)
+            _delete_link(host_veth)
         if netns in list_netns():
             _ip("netns", "del", netns)
         shutil.rmtree(NETNS_ETC / netns, ignore_errors=True)
@@ -247,12 +246,24 @@ def teardown(prefix: str) -> None:
             _ip("netns", "del", netns)
     owned = re.compile(rf"^{re.escape(prefix)}(br|[vp]\d+)$")
     for link in _link_names():
-        if owned.match(link) and _link_exists(link):  # a veth's peer goes with it
-            _ip("link", "del", link)
+        if owned.match(link):
+            _delete_link(link)
     if NETNS_ETC.is_dir():
         for path in NETNS_ETC.glob(f"{prefix}-*"):
             shutil.rmtree(path, ignore_errors=True)
     _close_host_firewall(prefix)
+
+
+def _delete_link(name: str) -> None:
+    """Delete a link that may vanish meanwhile: a veth goes when its peer's namespace is
+    deleted, which the kernel finishes asynchronously (seen as "Cannot find device")."""
+    if not _link_exists(name):
+        return
+    try:
+        _ip("link", "del", name)
+    except RuntimeProblem:
+        if _link_exists(name):
+            raise
 
 
 def list_netns() -> list[str]:
