@@ -347,21 +347,26 @@ def test_proxy_status_shows_every_proxy_synced(bookinfo: Mesh) -> None:
     assert found["productpage-v1.default"]["ip"] == workloads(bookinfo)["productpage-v1"]["ip"]
 
 
-# RE2 caps counted repetition at 1000; Python's `re` (our validation) takes any count. So this
-# passes `trellis apply` and Envoy rejects it. sourceLabels puts it in productpage's routes only.
-ENVOY_REJECTS = """
+# Envoy caps a direct response body at 4096 bytes (RouteConfiguration
+# max_direct_response_body_size_bytes, which Trellis leaves at its default); `trellis apply`
+# does not check body sizes, so this passes validation and only Envoy rejects it. (A bad regex
+# no longer works for this: validation compiles regexes with RE2 as Envoy does.)
+# sourceLabels puts it in productpage's routes only.
+ENVOY_REJECTS = f"""
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: reviews-rejected}
+metadata: {{name: reviews-rejected}}
 spec:
   hosts: [reviews]
   http:
   - match:
-    - sourceLabels: {app: productpage}
+    - sourceLabels: {{app: productpage}}
       headers:
-        x-pattern: {regex: "a{1001}"}
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v3}}]
+        x-too-big: {{exact: "yes"}}
+    directResponse:
+      status: 200
+      body: {{string: "{'x' * 5000}"}}
+  - route: [{{destination: {{host: reviews, subset: v3}}}}]
 """
 
 
@@ -380,9 +385,9 @@ def test_a_config_envoy_rejects_is_reported_as_nack_and_traffic_keeps_flowing(
         )
         status = proxies(bookinfo)
         rds = status["productpage-v1.default"]["xds"]["RDS"]
-        assert "repetition" in rds["error"] and rds["acked"] != rds["nacked"]
+        assert "body size" in rds["error"] and rds["acked"] != rds["nacked"]
         assert not status["productpage-v1.default"]["synced"]
-        # Only productpage got the bad regex; the other proxies took the config.
+        # Only productpage got the oversized body; the other proxies took the config.
         others = {name: p for name, p in status.items() if name != "productpage-v1.default"}
         eventually(
             lambda: all(p["synced"] for n, p in proxies(bookinfo).items() if n in others),

@@ -48,14 +48,22 @@ def check_references(
 
     DestinationRules in `new` replace stored ones of the same name (they are applied together).
     """
+    index = _all_rules(new, existing)
+    return [error for _, error in _missing_in(new, index)]
+
+
+def _all_rules(new: Sequence[Resource], existing: Sequence[Resource]) -> _RulesByHost:
     new_keys = {r.key for r in new}
     rules = [r for r in existing if r.key not in new_keys] + list(new)
-    index = _RulesByHost([r for r in rules if isinstance(r, DestinationRule)])
-    errors: list[ValidationError] = []
+    return _RulesByHost([r for r in rules if isinstance(r, DestinationRule)])
+
+
+def _missing_in(
+    new: Sequence[Resource], index: _RulesByHost
+) -> Iterator[tuple[str, ValidationError]]:
     for resource in new:
         if isinstance(resource, VirtualService):
-            errors.extend(_missing_subsets(resource, index))
-    return errors
+            yield from _missing_subsets(resource, index)
 
 
 class _RulesByHost:
@@ -78,7 +86,10 @@ class _RulesByHost:
         return [dr for _, dr in sorted(found, key=lambda e: e[0])]
 
 
-def _missing_subsets(vs: VirtualService, rules: _RulesByHost) -> Iterator[ValidationError]:
+def _missing_subsets(
+    vs: VirtualService, rules: _RulesByHost
+) -> Iterator[tuple[str, ValidationError]]:
+    """(resolved host, error) for each destination whose subset no visible rule defines."""
     for path, destination in _destinations(vs):
         if destination.subset is None:
             continue
@@ -88,12 +99,15 @@ def _missing_subsets(vs: VirtualService, rules: _RulesByHost) -> Iterator[Valida
         ]
         if any(dr.spec.subset(destination.subset) is not None for dr in candidates):
             continue
-        yield ValidationError(
-            _missing_subset_reason(destination.subset, host, candidates),
-            kind=vs.kind,
-            namespace=vs.namespace,
-            name=vs.name,
-            field=f"{path}.subset",
+        yield (
+            host,
+            ValidationError(
+                _missing_subset_reason(destination.subset, host, candidates),
+                kind=vs.kind,
+                namespace=vs.namespace,
+                name=vs.name,
+                field=f"{path}.subset",
+            ),
         )
 
 

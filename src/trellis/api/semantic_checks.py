@@ -7,28 +7,21 @@ import re
 from collections.abc import Iterable
 
 from trellis.api.common import Percent
+from trellis.api.re2_check import re2_problem
 
 Problems = list[tuple[str, str]]
 """(field path, reason) pairs found while checking one resource."""
 
-# RE2 (Envoy's regex engine) has no look-around and no back-references; Python's `re` has both.
-_RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")
 _DNS_NAME = re.compile(
     r"^(\*|(\*\.)?[A-Za-z0-9]([-A-Za-z0-9_]*[A-Za-z0-9])?(\.[A-Za-z0-9_-]+)*\.?)$"
 )
 
 
 def check_regex(pattern: str, field: str, problems: Problems) -> None:
-    """RE2 approximated by Python's re, plus RE2's missing features."""
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        problems.append((field, f"regex {pattern!r} does not compile ({exc}); fix the pattern"))
-        return
-    if _RE2_UNSUPPORTED.search(pattern):
-        problems.append(
-            (field, f"regex {pattern!r} uses look-around or back-references, which RE2 lacks")
-        )
+    """The pattern must compile in RE2 within Envoy's program-size limit (api/re2_check.py)."""
+    problem = re2_problem(pattern)
+    if problem is not None:
+        problems.append((field, problem))
 
 
 def check_percent(percent: Percent | None, field: str, problems: Problems) -> None:

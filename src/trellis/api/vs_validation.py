@@ -26,9 +26,7 @@ from trellis.api.virtual_service import (
 def check_virtual_service(spec: VirtualServiceSpec) -> Problems:
     problems: Problems = []
     if not spec.hosts:
-        problems.append(
-            ("spec.hosts", "at least one host is required; list the hosts routed, e.g. reviews")
-        )
+        _check_delegate_only(spec, problems)
     for i, host in enumerate(spec.hosts):
         check_host(host, f"spec.hosts[{i}]", problems)
     for i, http in enumerate(spec.http):
@@ -46,6 +44,25 @@ def check_virtual_service(spec: VirtualServiceSpec) -> Problems:
                 check_cidr(subnet, f"{path}.match[{j}].destinationSubnets[{k}]", problems)
         _check_l4_route(tcp.route, path, problems)
     return problems
+
+
+def _check_delegate_only(spec: VirtualServiceSpec, problems: Problems) -> None:
+    """No hosts makes a delegate: only a root VirtualService's `delegate` reaches it, so it
+    has no gateways, only http rules, and delegates no further (one level, as in Istio)."""
+    if not spec.http:
+        problems.append(
+            ("spec.hosts", "at least one host is required; list the hosts routed, e.g. reviews")
+        )
+        return
+    if spec.gateways:
+        problems.append(("spec.gateways", "a delegate VirtualService (no hosts) has no gateways"))
+    if spec.tls or spec.tcp:
+        problems.append(("spec.hosts", "tls and tcp rules need hosts; only http rules delegate"))
+    for i, http in enumerate(spec.http):
+        if http.delegate is not None:
+            problems.append(
+                (f"spec.http[{i}].delegate", "a delegate VirtualService cannot delegate again")
+            )
 
 
 def _check_http_route(http: HTTPRoute, path: str, problems: Problems) -> None:

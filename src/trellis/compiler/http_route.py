@@ -6,6 +6,8 @@ selectors (sourceLabels, sourceNamespace, gateways, port) exclude this proxy are
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.matcher.v3 import regex_pb2
@@ -17,6 +19,7 @@ from trellis.api.networking import (
     HTTPRouteDestination,
     VirtualService,
 )
+from trellis.compiler.delegate import delegated_rules, find_delegate
 from trellis.compiler.destinations import RouteScope, destination_cluster, selects_proxy
 from trellis.compiler.filters import CORS, FAULT
 from trellis.compiler.protos import duration, duration_of, pack, struct
@@ -44,12 +47,29 @@ def translate_virtual_service(scope: RouteScope, vs: VirtualService) -> list[rc.
     """All Envoy routes for the VirtualService's http rules, in order (first match wins)."""
     routes: list[rc.Route] = []
     for rule in vs.spec.http:
-        routes.extend(translate_http_route(scope, vs, rule))
+        if rule.delegate is not None:
+            routes.extend(_translate_delegate(scope, vs, rule))
+        else:
+            routes.extend(translate_http_route(scope, vs, rule))
     return routes
 
 
+def _translate_delegate(scope: RouteScope, root: VirtualService, rule: HTTPRoute) -> list[rc.Route]:
+    """The delegate's rules under this root rule (compiler/delegate.py); short hosts in them
+    resolve against the delegate's own namespace."""
+    delegate = find_delegate(scope.push.virtual_services, root, rule)
+    if delegate is None:
+        return []  # a missing delegate routes nothing (`trellis analyze` reports IST0101)
+    inner = replace(scope, namespace=delegate.namespace)
+    return [
+        route
+        for merged in delegated_rules(rule, delegate)
+        for route in translate_http_route(inner, delegate, merged)
+    ]
+
+
 def translate_http_route(scope: RouteScope, vs: VirtualService, rule: HTTPRoute) -> list[rc.Route]:
-    """TODO(delegate): `delegate` rules are skipped until delegation is implemented."""
+    """Routes for one rule with an action; `delegate` rules are expanded by the caller."""
     if rule.delegate is not None or not (rule.route or rule.redirect or rule.direct_response):
         return []
     blocks: list[HTTPMatchRequest | None] = [m for m in rule.match if _applies(scope, m)]

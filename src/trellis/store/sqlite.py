@@ -20,7 +20,7 @@ from trellis.api.base import Resource
 from trellis.api.destination_rule import DestinationRule
 from trellis.api.kinds import KINDS, resolve_kind
 from trellis.api.validation import check_references, problems_of
-from trellis.errors import NotFound, ValidationErrors
+from trellis.errors import NotFound, RuntimeProblem, ValidationErrors
 from trellis.store.interface import (
     ApplyResult,
     HistoryAction,
@@ -41,6 +41,7 @@ class SqliteStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._parsed: dict[tuple[str, str, str], tuple[int, Resource]] = {}
+        self._path = os.fspath(path)
         self._db = sqlite3.connect(
             os.fspath(path),
             timeout=_BUSY_TIMEOUT_MS / 1000,
@@ -66,15 +67,26 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction under the lock; rolled back on any exception."""
+        """One IMMEDIATE transaction under the lock; rolled back on any exception.
+
+        A failed COMMIT (disk full, read-only file) rolls back too, so the next write starts
+        clean, and reaches the user as one line saying nothing was written.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as err:
+                raise RuntimeProblem(
+                    f"the config store could not write ({err}); nothing was changed. "
+                    f"Check free space and permissions of {self._path}, then try again"
+                ) from err
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
