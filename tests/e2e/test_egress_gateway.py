@@ -1,7 +1,7 @@
 """`trellis up --egress-gateway` runs Istio's egress gateway; without the flag there is none.
 
-Traffic through the egress gateway is not tested here (that needs ServiceEntry support for
-external hosts); this covers its life cycle: present, labelled, connected as a router, gone.
+Traffic through the egress gateway is tested in test_egress.py; this covers its life cycle:
+present, labelled, connected as a router, gone.
 """
 
 from __future__ import annotations

@@ -154,7 +154,8 @@ def test_registry_only_mesh_blackholes_unknown_hosts_without_forward_proxy() -> 
     push = push_for(MeshConfig(outbound_policy=OutboundPolicy.REGISTRY_ONLY))
     cfg = compile_all(UNCAPTURED, push)
     catch_all = cfg.routes["proxy"].virtual_hosts[-1]
-    assert catch_all.routes[0].route.cluster == "BlackHoleCluster"
+    # Istio's block_all route answers 502 itself (an empty BlackHoleCluster would give 503).
+    assert catch_all.name == "block_all" and catch_all.routes[0].direct_response.status == 502
     manager = hcm.HttpConnectionManager()
     cfg.listeners["127.18.0.10_15001"].filter_chains[0].filters[0].typed_config.Unpack(manager)
     assert DYNAMIC_FORWARD_PROXY_FILTER not in [f.name for f in manager.http_filters]

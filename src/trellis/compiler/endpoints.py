@@ -14,7 +14,7 @@ from trellis.compiler.protos import socket_address, struct
 from trellis.model.names import ClusterName
 from trellis.model.proxy import Proxy
 from trellis.model.push_context import PushContext, labels_match
-from trellis.model.registry import Endpoint
+from trellis.model.registry import Endpoint, Resolution, Service
 
 
 def build_endpoints(
@@ -22,16 +22,27 @@ def build_endpoints(
 ) -> dict[str, endpoint_pb2.ClusterLoadAssignment]:
     """Assignments for every `outbound|PORT|SUBSET|HOST` cluster the proxy has."""
     assignments: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
-    for service in push.services:
-        rule = push.destination_rule(service.hostname, proxy.namespace)
-        subsets: dict[str, Mapping[str, str]] = {"": {}}
-        if rule is not None:
-            subsets.update((s.name, s.labels) for s in rule.spec.subsets)
-        for port in service.ports:
-            members = push.endpoints(service, port)
-            for subset, labels in subsets.items():
-                name = ClusterName.outbound(port.port, subset, service.hostname)
-                assignments[name] = build_load_assignment(name, _in_subset(members, labels))
+    for service in push.outbound_services(proxy):  # exportTo + Sidecar egress scope
+        assignments.update(build_service_endpoints(proxy, push, service))
+    return assignments
+
+
+def build_service_endpoints(
+    proxy: Proxy, push: PushContext, service: Service
+) -> dict[str, endpoint_pb2.ClusterLoadAssignment]:
+    """One outbound service's assignments (the compile cache keeps them per service)."""
+    if service.resolution is not Resolution.CLIENT_SIDE_LB:
+        return {}  # DNS and ORIGINAL_DST clusters carry no EDS (compiler/resolution.py)
+    rule = push.destination_rule(service.hostname, proxy.namespace)
+    subsets: dict[str, Mapping[str, str]] = {"": {}}
+    if rule is not None:
+        subsets.update((s.name, s.labels) for s in rule.spec.subsets)
+    assignments: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
+    for port in service.ports:
+        members = push.endpoints(service, port)
+        for subset, labels in subsets.items():
+            name = ClusterName.outbound(port.port, subset, service.hostname)
+            assignments[name] = build_load_assignment(name, _in_subset(members, labels))
     return assignments
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from trellis.api.base import Resource
 from trellis.model.registry import Protocol, Service, ServicePort, Workload
+from trellis.model.sidecar_scope import EXPORT_TO_ANNOTATION, parse_export_to
 
 VIP_NETWORK = ipaddress.IPv4Network("240.240.0.0/16")
 
@@ -42,7 +43,12 @@ def service_from_resource(resource: Resource, vip: str) -> Service:
     )
     selector = dict(spec.selector or {}) if spec else {}
     return Service(
-        name=resource.name, namespace=resource.namespace, vip=vip, ports=ports, selector=selector
+        name=resource.name,
+        namespace=resource.namespace,
+        vip=vip,
+        ports=ports,
+        selector=selector,
+        export_to=parse_export_to(resource.metadata.annotations.get(EXPORT_TO_ANNOTATION)),
     )
 
 
@@ -91,6 +97,10 @@ def hosts_entries(services: Sequence[Service], namespace: str) -> list[tuple[str
     """/etc/hosts lines for a workload in `namespace`: each VIP with its Kubernetes names."""
     entries = []
     for s in sorted(services, key=lambda s: (s.namespace, s.name)):
+        if s.host:  # a ServiceEntry host: its own name, when it has one address (no wildcard)
+            if s.vip and "*" not in s.host:
+                entries.append((s.vip, [s.host]))
+            continue
         names = [s.hostname, f"{s.name}.{s.namespace}.svc", f"{s.name}.{s.namespace}"]
         if s.namespace == namespace:
             names.append(s.name)

@@ -208,7 +208,9 @@ class WorkloadManager:
             "ip": wl.ip,
             "labels": dict(wl.spec.labels),
             "serviceAccount": wl.spec.service_account,
-            "hasSidecar": wl.spec.sidecar,
+            # A gateway's listeners are the plain servers its Gateway resources declare:
+            # sidecars must not auto-mTLS to it (docs/DECISIONS.md, ServiceEntry and egress).
+            "hasSidecar": wl.spec.sidecar and not wl.spec.router,
             "ports": list(wl.spec.ports),
             "netns": wl.netns,
         }
