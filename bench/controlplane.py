@@ -7,7 +7,10 @@ For each size: the mesh (bench/cp_fixture.py) is written into a fresh store, a r
 process serves it, M light ADS clients (trellis.xds.lightclient, ACKing like Envoy) connect, and
 optionally real Envoys too. Measured: the in-process compile, the initial full push, the time from
 `apply` of one changed VirtualService until each proxy has the new routes (convergence), the same
-for an endpoint change (EDS-only push), trellisd's CPU and RSS, and bytes pushed per proxy.
+for an endpoint change (EDS-only push), trellisd's CPU and RSS, and bytes pushed per proxy;
+then, with one Sidecar per namespace (`./*` + `istio-system/*`), the full push and bytes per
+proxy again for freshly connected proxies (`bytes_per_proxy_scoped`; `--no-sidecar-scope`
+skips it).
 The last stdout line is one JSON object (see bench/README.md).
 """
 
@@ -37,7 +40,14 @@ from bench.common import (
     table,
 )
 from bench.cp_clients import CountingClient, Trellisd, proxy_client
-from bench.cp_fixture import MeshShape, populate, virtual_service, workload_ip, yaml_of
+from bench.cp_fixture import (
+    MeshShape,
+    populate,
+    sidecar_docs,
+    virtual_service,
+    workload_ip,
+    yaml_of,
+)
 from bench.cp_profile import compile_profile
 from trellis.model.xds_types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -56,6 +66,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-trellisd", type=Path, help="write trellisd's cProfile stats here")
     p.add_argument("--trellisd-log-level", default="WARNING")
     p.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
+    p.add_argument(
+        "--no-sidecar-scope",
+        dest="sidecar_scope",
+        action="store_false",
+        help="skip the second full push under a Sidecar per namespace (bytes_per_proxy_scoped)",
+    )
     args = p.parse_args(argv)
     args.services = args.services or list(DEFAULT_SIZES)
     if min(args.services) < 1 or args.proxies < 1 or args.repeats < 1:
@@ -186,6 +202,8 @@ async def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
                 routes.summary(),
                 endpoints.summary(),
             )
+            if args.sidecar_scope:
+                clients = await _scoped_push(trellisd, clients, shape, args, result)
             result["convergence_p50_s"] = result["route_change"]["p50_s"]
             result["convergence_p99_s"] = result["route_change"]["p99_s"]
             result.update(memory_mb(trellisd.pid))
@@ -228,10 +246,30 @@ async def _initial_push(
     }
 
 
+async def _scoped_push(
+    trellisd: Trellisd,
+    clients: list[CountingClient],
+    shape: MeshShape,
+    args: argparse.Namespace,
+    result: dict[str, Any],
+) -> list[CountingClient]:
+    """Disconnect the proxies, apply one Sidecar per namespace, connect the same proxies
+    afresh and measure their full push under that scope (`result["scoped"]`). Returns the
+    new clients (the caller closes them)."""
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    docs = "\n---\n".join(yaml_of(d) for d in sidecar_docs(shape))
+    await trellisd.api.acall("POST", "/apply", {"yaml": docs}, timeout=args.timeout)
+    version = await trellisd.version()
+    fresh = [proxy_client(f"127.0.0.1:{trellisd.xds_port}", shape, i) for i in range(args.proxies)]
+    result["scoped"] = await _initial_push(trellisd, fresh, version, args)
+    log(f"[{shape.services}] scoped push: {result['scoped']['bytes_per_proxy'] / 1e6:.3f} MB/proxy")
+    return fresh
+
+
 def report(results: list[dict[str, Any]]) -> str:
     headers = [
         "services", "proxies", "compile 1 proxy s", "compile all proxies s",
-        "full push p50 s", "all synced s", "full push CPU s", "MB/proxy", "VS change p50 s", "p99 s", "EDS change p50 s", "p99 s",
+        "full push p50 s", "all synced s", "full push CPU s", "MB/proxy", "MB/proxy scoped", "VS change p50 s", "p99 s", "EDS change p50 s", "p99 s",
         "trellisd RSS MB",
     ]  # fmt: skip
     rows = [
@@ -244,6 +282,7 @@ def report(results: list[dict[str, Any]]) -> str:
             r["initial"]["all_synced_s"],
             r["initial"]["cpu_s"],
             r["initial"]["bytes_per_proxy"] / 1e6,
+            r["scoped"]["bytes_per_proxy"] / 1e6 if "scoped" in r else "-",
             r["route_change"]["p50_s"],
             r["route_change"]["p99_s"],
             r["endpoint_change"]["p50_s"],
@@ -276,6 +315,8 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         "full_push_s": last["initial"]["all_synced_s"],
         "full_push_cpu_s": last["initial"]["cpu_s"],
         "bytes_per_proxy": last["initial"]["bytes_per_proxy"],
+        # Full push under one Sidecar per namespace (`./*`, `istio-system/*`); None if skipped.
+        "bytes_per_proxy_scoped": last["scoped"]["bytes_per_proxy"] if "scoped" in last else None,
         "rss_mb": last["rss_mb"],
     }
 

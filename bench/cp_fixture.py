@@ -113,3 +113,17 @@ def populate(db_path: Path, shape: MeshShape) -> None:
 def yaml_of(doc: dict[str, Any]) -> str:
     """JSON is YAML: what `trellis apply -f -` would send for one document."""
     return json.dumps(doc)
+
+
+def sidecar_docs(shape: MeshShape) -> list[dict[str, Any]]:
+    """One namespace-wide Sidecar per namespace with Istio's usual scope, `./*` plus
+    `istio-system/*`: each proxy then gets config for its own namespace's services only."""
+    return [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Sidecar",
+            "metadata": {"name": "default", "namespace": shape.namespace(n)},
+            "spec": {"egress": [{"hosts": ["./*", "istio-system/*"]}]},
+        }
+        for n in range(min(shape.namespaces, shape.services))
+    ]

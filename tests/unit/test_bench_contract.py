@@ -62,6 +62,16 @@ def test_controlplane_json_has_the_contract_keys(capsys: pytest.CaptureFixture[s
         assert isinstance(last[key], float), key
     assert last["services"] == 5000
     assert [s["services"] for s in last["sizes"]] == [100, 5000]
+    assert last["bytes_per_proxy_scoped"] is None  # no `scoped` figures: measured, not guessed
+
+
+def test_controlplane_reports_bytes_per_proxy_with_and_without_a_sidecar_scope() -> None:
+    assert controlplane.parse_args([]).sidecar_scope
+    assert not controlplane.parse_args(["--no-sidecar-scope"]).sidecar_scope
+    size = {**_size(100), "scoped": {"bytes_per_proxy": 1e6}}
+    result = controlplane.summary([size])
+    assert (result["bytes_per_proxy"], result["bytes_per_proxy_scoped"]) == (3e6, 1e6)
+    assert "MB/proxy scoped" in controlplane.report(result["sizes"])
 
 
 def test_dataplane_quick_and_full_defaults() -> None:

@@ -184,9 +184,10 @@ spec:
 
 
 def test_first_virtual_service_wins_even_when_a_later_one_names_the_host_exactly() -> None:
-    push = _push(_vs("wild", "*.default.svc.cluster.local") + _vs("exact", "reviews"))
+    # "First" is Istio's order: oldest, then namespace/name (here: name, no timestamps).
+    push = _push(_vs("b-exact", "reviews") + _vs("a-wild", "*.default.svc.cluster.local"))
     vs = push.mesh_virtual_service("reviews.default.svc.cluster.local", "default")
-    assert vs is not None and vs.name == "wild"
+    assert vs is not None and vs.name == "a-wild"
 
 
 def test_exact_destination_rule_beats_an_earlier_wildcard_one() -> None:
@@ -243,3 +244,61 @@ def test_golden_case_shared_output_equals_fresh_compile(directory: Path) -> None
                 shared = dependencies.generate_shared(proxy, push, type_url, cache)
                 fresh = compile_resources(proxy, push, type_url)
                 assert serialized(shared) == serialized(fresh), (proxy, type_url)
+
+
+# --- the Sidecar that scopes a proxy is part of the outbound keys -----------------------------
+
+SCOPING_SIDECAR = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: only-db}
+spec:
+  workloadSelector: {labels: {app: scoped}}
+  egress: [{hosts: ["./db.default.svc.cluster.local"]}]
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+SCOPED = dataclasses.replace(BASE, name="scoped-1", labels={"app": "scoped"})
+
+
+@pytest.fixture
+def scoped_state(state: MeshState) -> MeshState:
+    state.apply(parse_documents(SCOPING_SIDECAR))
+    return state
+
+
+@pytest.mark.parametrize("first", [BASE, SCOPED], ids=["unscoped-first", "scoped-first"])
+def test_a_sidecar_scope_misses_the_cache_of_unscoped_proxies(
+    scoped_state: MeshState, first: Proxy
+) -> None:
+    for type_url in TYPES:
+        scoped_state.generate(first, type_url)
+        for proxy in (BASE, SCOPED):
+            fresh = compile_resources(proxy, scoped_state.push, type_url)
+            assert serialized(dict(scoped_state.generate(proxy, type_url))) == serialized(fresh)
+    # reviews.default stays: db's VirtualService routes to it; reviews.other is out of scope.
+    scoped = scoped_state.generate(SCOPED, xds_types.CLUSTER)
+    assert "outbound|9080||reviews.other.svc.cluster.local" not in scoped
+    assert "outbound|9080||reviews.other.svc.cluster.local" in scoped_state.generate(
+        BASE, xds_types.CLUSTER
+    )
+
+
+def test_proxies_under_one_sidecar_still_share(scoped_state: MeshState) -> None:
+    twin = dataclasses.replace(SCOPED, name="scoped-2", ip="198.18.0.9")
+    for type_url in (xds_types.CLUSTER, xds_types.ENDPOINT, xds_types.ROUTE):
+        first, second = (
+            scoped_state.generate(SCOPED, type_url),
+            scoped_state.generate(twin, type_url),
+        )
+        shared = [n for n in first if n.startswith("outbound|") or n.isdigit()]
+        assert shared and all(first[n] is second[n] for n in shared)
+
+
+def test_the_sidecar_identity_is_in_the_outbound_keys(scoped_state: MeshState) -> None:
+    push = scoped_state.push
+    assert dependencies.namespace_scope(SCOPED, push) != dependencies.namespace_scope(BASE, push)
+    assert dependencies.outbound_scope(SCOPED, push) != dependencies.outbound_scope(BASE, push)
+    unselected = dataclasses.replace(BASE, labels={"app": "other"})
+    assert dependencies.namespace_scope(unselected, push) == dependencies.namespace_scope(
+        BASE, push
+    )

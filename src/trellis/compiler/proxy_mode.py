@@ -64,7 +64,7 @@ def build_bound_inbound_listeners(proxy: Proxy, push: PushContext) -> list[liste
 def build_http_proxy_listener(proxy: Proxy, push: PushContext) -> listener_pb2.Listener:
     """`POD_IP_15001`: the app's HTTP_PROXY (absolute-form requests, routed by Host)."""
     filters = outbound_http_filters()
-    if push.mesh.outbound_policy == OutboundPolicy.ALLOW_ANY:
+    if push.outbound_policy(proxy) == OutboundPolicy.ALLOW_ANY:
         filters.insert(len(filters) - 1, dynamic_forward_proxy_filter())  # before the router
     manager = build_http_connection_manager(
         names.outbound_stat_prefix(names.HTTP_PROXY_PORT),
@@ -85,14 +85,15 @@ def build_proxy_mode_route_configs(
     proxy: Proxy, push: PushContext
 ) -> dict[str, route_pb2.RouteConfiguration]:
     """The one route configuration `proxy`: every HTTP service port, then the catch-all."""
-    ports = sorted({p.port for s in push.services for p in s.ports if p.protocol.is_http})
+    services = push.outbound_services(proxy)  # exportTo + Sidecar egress scope
+    ports = sorted({p.port for s in services for p in s.ports if p.protocol.is_http})
     hosts = [
         _proxy_virtual_host(proxy, push, service, port)
         for port in ports
-        for service in push.services
+        for service in services
         if (p := service.port(port)) is not None and p.protocol.is_http
     ]
-    hosts.append(build_catch_all_virtual_host(push.mesh))
+    hosts.append(build_catch_all_virtual_host(push.mesh, push.outbound_policy(proxy)))
     config = route_configuration(names.HTTP_PROXY_ROUTE, hosts)
     return {config.name: config}
 
