@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from trellis.api.kinds import parse_resource
+from trellis.cli import workload_entry
 from trellis.cli.common import StateDirOption, layout_for, split_name, trellisd
 from trellis.cli.output import Format, console, print_items
 from trellis.errors import NotFound, TrellisError
@@ -22,6 +23,7 @@ from trellis.registry.local import workload_from_record
 app = typer.Typer(help="Experimental commands.", no_args_is_help=True)
 authz = typer.Typer(help="Authorization policies.", no_args_is_help=True)
 app.add_typer(authz, name="authz")
+app.add_typer(workload_entry.app, name="workload-entry")
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
