@@ -13,8 +13,10 @@ import asyncio
 import json
 import os
 import random
+import socket
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +26,28 @@ DEFAULT_PORT = 8000
 MAX_DELAY_S = 10.0
 JsonObject = dict[str, Any]
 RANDOM_KEY = web.AppKey("random", random.Random)
+
+
+@dataclass
+class Failures:
+    """An instance told to fail: every `every`-th request is answered with `status`.
+
+    `--fail-every 1` makes an instance that always fails (outlier-detection tasks); 2 makes a
+    flaky one that fails every other request, so one retry always succeeds (retry tasks).
+    """
+
+    every: int = 0
+    status: int = 503
+    seen: int = 0
+
+    def next_fails(self) -> bool:
+        if self.every <= 0:
+            return False
+        self.seen += 1
+        return self.seen % self.every == 0
+
+
+FAILURES_KEY = web.AppKey("failures", Failures)
 
 
 def canonical_header_name(name: str) -> str:
@@ -159,6 +183,20 @@ async def get_ip(request: web.Request) -> web.Response:
     return web.json_response({"origin": client_origin(request)})
 
 
+def instance_name() -> str:
+    """The workload's name (Trellis sets it; a pod's HOSTNAME on Kubernetes)."""
+    return (
+        os.environ.get("TRELLIS_WORKLOAD_NAME")
+        or os.environ.get("HOSTNAME")
+        or socket.gethostname()
+    )
+
+
+async def get_hostname(request: web.Request) -> web.Response:
+    """Which instance answered, as go-httpbin's /hostname: load-balancing tests need it."""
+    return web.json_response({"hostname": instance_name()})
+
+
 async def get_user_agent(request: web.Request) -> web.Response:
     return web.json_response({"user-agent": request.headers.get("User-Agent", "")})
 
@@ -171,6 +209,7 @@ async def get_index(request: web.Request) -> web.Response:
             ("/headers", "the request headers"),
             ("/ip", "the client address"),
             ("/user-agent", "the User-Agent header"),
+            ("/hostname", "which instance answered"),
             ("/status/{codes}", "that status; several codes (200,503) pick one at random"),
             ("/delay/{seconds}", "answers after a delay of at most 10 s"),
             ("/anything", "echoes any method, its args, body and headers"),
@@ -182,11 +221,16 @@ async def get_index(request: web.Request) -> web.Response:
 
 @web.middleware
 async def log_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One key=value line per request on stdout, flushed."""
+    """One key=value line per request on stdout, flushed (Host shows mirrored copies)."""
     started = time.monotonic()
     status = 500
     try:
-        response = await handler(request)
+        failures = request.app[FAILURES_KEY]
+        response = (
+            web.Response(status=failures.status, text="injected failure\n")
+            if failures.next_fails()
+            else await handler(request)
+        )
         status = response.status
         return response
     except web.HTTPException as exc:
@@ -196,20 +240,24 @@ async def log_request(request: web.Request, handler: Handler) -> web.StreamRespo
         elapsed_ms = (time.monotonic() - started) * 1000
         print(
             f"service=httpbin method={request.method} path={json.dumps(request.path_qs)} "
-            f"status={status} duration_ms={elapsed_ms:.1f}",
+            f"status={status} duration_ms={elapsed_ms:.1f} host={json.dumps(request.host)}",
             flush=True,
         )
 
 
-def build_app(*, rng: random.Random | None = None) -> web.Application:
+def build_app(
+    *, rng: random.Random | None = None, failures: Failures | None = None
+) -> web.Application:
     app = web.Application(middlewares=[log_request])
     app[RANDOM_KEY] = rng or random.Random()
+    app[FAILURES_KEY] = failures or Failures()
     routes = app.router
     routes.add_get("/", get_index)
     routes.add_get("/get", get_echo)
     routes.add_get("/headers", get_headers)
     routes.add_get("/ip", get_ip)
     routes.add_get("/user-agent", get_user_agent)
+    routes.add_get("/hostname", get_hostname)
     routes.add_route("*", "/status/{codes}", get_status)
     routes.add_route("*", "/delay/{seconds}", get_delay)
     for method in ("post", "put", "patch", "delete"):
@@ -228,13 +276,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=os.environ.get("TRELLIS_APP_HOST") or "0.0.0.0",
         help="address to bind (default $TRELLIS_APP_HOST, else 0.0.0.0)",
     )
+    parser.add_argument(
+        "--fail-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer every N-th request with --fail-status (1 = all; default 0 = never)",
+    )
+    parser.add_argument("--fail-status", type=int, default=503, metavar="CODE")
     args = parser.parse_args(argv)
 
     def announce(*_: object) -> None:
         print(f"event=listening service=httpbin address={args.host}:{args.port}", flush=True)
 
     web.run_app(
-        build_app(),
+        build_app(failures=Failures(every=args.fail_every, status=args.fail_status)),
         host=args.host,
         port=args.port,
         access_log=None,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.meshctl import Mesh
+from tests.e2e.meshctl import Mesh, httpbin_service
 
 
 def free_port() -> int:
@@ -36,6 +36,13 @@ def bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     finally:
         _dump_logs(mesh.state_dir)
         mesh.cli("down", check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def httpbin(bookinfo: Mesh) -> Iterator[Mesh]:
+    """httpbin v1 with its sidecar and Service (samples/httpbin), for one test module."""
+    with httpbin_service(bookinfo):
+        yield bookinfo
 
 
 def _dump_logs(state_dir: Path) -> None:

@@ -6,16 +6,20 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 TRELLIS = str(Path(sys.executable).parent / "trellis")
 REPO = Path(__file__).resolve().parents[2]
@@ -259,10 +263,15 @@ def own_mesh(state_dir: Path, *up_args: str) -> Iterator[Mesh]:
 
 
 def envoy_stat(mesh: Mesh, workload: str, name: str) -> int:
-    """One counter from the workload's Envoy admin (127.0.0.1:15000, not captured)."""
+    """One counter or gauge from the workload's Envoy admin (127.0.0.1:15000, not captured).
+
+    The name is matched literally: cluster names hold `|` and `.`, which the admin's regex
+    filter would otherwise read as operators.
+    """
+    pattern = urllib.parse.quote(f"^{re.escape(name)}$", safe="")
     code = (
         "import urllib.request\n"
-        f"url = 'http://127.0.0.1:15000/stats?usedonly&filter=^{name}$'\n"
+        f"url = 'http://127.0.0.1:15000/stats?usedonly&filter={pattern}'\n"
         "print(urllib.request.urlopen(url, timeout=5).read().decode())\n"
     )
     for line in mesh.exec_in(workload, code).splitlines():
@@ -277,3 +286,67 @@ def in_parallel(*calls: Callable[[], object]) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls) or 1) as pool:
         for future in [pool.submit(call) for call in calls]:
             future.result()
+
+
+# --- httpbin, shared by the routing-feature and traffic-task tests ----------------------------
+
+HTTPBIN_DIR = REPO / "samples" / "httpbin"
+HTTPBIN_CLIENT = "productpage-v1"
+HTTPBIN_URL = "http://httpbin:8000"
+
+
+def httpbin_ports() -> tuple[int, int]:
+    """(service port, targetPort) of the sample's Service: the app must listen on the target."""
+    service = yaml.safe_load((HTTPBIN_DIR / "httpbin.yaml").read_text())
+    port = service["spec"]["ports"][0]
+    return int(port["port"]), int(port.get("targetPort", port["port"]))
+
+
+def run_httpbin(mesh: Mesh, name: str, labels: str, *app_args: str) -> None:
+    """Start one httpbin instance with its sidecar (`app_args` e.g. `--fail-every 2`)."""
+    target_port = httpbin_ports()[1]
+    mesh.cli(
+        "run",
+        name,
+        "-n",
+        "default",
+        "--port",
+        str(target_port),
+        "--labels",
+        labels,
+        "--",
+        sys.executable,
+        str(HTTPBIN_DIR / "httpbin.py"),
+        "--port",
+        str(target_port),
+        *app_args,
+    )
+
+
+@contextlib.contextmanager
+def httpbin_service(mesh: Mesh) -> Iterator[Mesh]:
+    """httpbin v1 with its sidecar and Service, answering through the mesh; then removed."""
+    assert HTTPBIN_URL.endswith(f":{httpbin_ports()[0]}")
+    try:
+        run_httpbin(mesh, "httpbin", "app=httpbin,version=v1")
+        mesh.cli("apply", "-f", str(HTTPBIN_DIR / "httpbin.yaml"))
+        eventually(
+            lambda: (
+                mesh_http(mesh, HTTPBIN_CLIENT, [Request(f"{HTTPBIN_URL}/get")])[0].status == 200
+            ),
+            what="httpbin to answer through the mesh",
+        )
+        yield mesh
+    finally:
+        mesh.cli("delete", "-f", str(HTTPBIN_DIR / "httpbin.yaml"), check=False)
+        mesh.cli("stop", "httpbin", check=False)
+
+
+@contextlib.contextmanager
+def applied(mesh: Mesh, text: str) -> Iterator[None]:
+    """Apply resources for one test and delete them afterwards, whatever happens."""
+    mesh.apply(text)
+    try:
+        yield
+    finally:
+        mesh.cli("delete", "-f", "-", input=text, check=False)

@@ -14,13 +14,14 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
 from tests.e2e.meshctl import (
-    REPO,
+    HTTPBIN_CLIENT,
+    HTTPBIN_URL,
     Mesh,
     Reply,
     Request,
+    applied,
     envoy_stat,
     eventually,
     in_parallel,
@@ -30,59 +31,9 @@ from tests.e2e.meshctl import (
 
 pytestmark = pytest.mark.e2e
 
-HTTPBIN_DIR = REPO / "samples" / "httpbin"
-CLIENT = "productpage-v1"
+CLIENT = HTTPBIN_CLIENT
 OTHER_CLIENT = "details-v1"
-BASE = "http://httpbin:8000"
-
-
-def _httpbin_ports() -> tuple[int, int]:
-    """(service port, targetPort) of the sample's Service: the app must listen on the target."""
-    service = yaml.safe_load((HTTPBIN_DIR / "httpbin.yaml").read_text())
-    port = service["spec"]["ports"][0]
-    return int(port["port"]), int(port.get("targetPort", port["port"]))
-
-
-@pytest.fixture(scope="module")
-def httpbin(bookinfo: Mesh) -> Iterator[Mesh]:
-    """httpbin v1 with its sidecar and Service, for this module only."""
-    service_port, target_port = _httpbin_ports()
-    assert BASE.endswith(f":{service_port}")
-    try:
-        bookinfo.cli(
-            "run",
-            "httpbin",
-            "-n",
-            "default",
-            "--port",
-            str(target_port),
-            "--labels",
-            "app=httpbin,version=v1",
-            "--",
-            sys.executable,
-            str(HTTPBIN_DIR / "httpbin.py"),
-            "--port",
-            str(target_port),
-        )
-        bookinfo.cli("apply", "-f", str(HTTPBIN_DIR / "httpbin.yaml"))
-        eventually(
-            lambda: mesh_http(bookinfo, CLIENT, [Request(f"{BASE}/get")])[0].status == 200,
-            what="httpbin to answer through the mesh",
-        )
-        yield bookinfo
-    finally:
-        bookinfo.cli("delete", "-f", str(HTTPBIN_DIR / "httpbin.yaml"), check=False)
-        bookinfo.cli("stop", "httpbin", check=False)
-
-
-@contextlib.contextmanager
-def applied(mesh: Mesh, text: str) -> Iterator[None]:
-    """Apply resources for one test and delete them afterwards, whatever happens."""
-    mesh.apply(text)
-    try:
-        yield
-    finally:
-        mesh.cli("delete", "-f", "-", input=text, check=False)
+BASE = HTTPBIN_URL
 
 
 def wait_in_force(
