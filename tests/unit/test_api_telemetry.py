@@ -44,7 +44,7 @@ SPECS: dict[str, str] = {
     overrides:
     - match: {metric: REQUEST_COUNT, mode: CLIENT_AND_SERVER}
       tagOverrides:
-        request_host: {value: "request.host"}
+        deployment: {value: "'canary'"}
         response_flags: {operation: REMOVE}
     - match: {customMetric: my_requests_total}
       disabled: true
@@ -120,7 +120,7 @@ def test_metrics_and_access_logging_fields_are_typed() -> None:
     [metrics] = telemetry.spec.metrics
     first, second, third = metrics.overrides
     assert first.match is not None and first.match.metric is IstioMetric.REQUEST_COUNT
-    assert first.tag_overrides["request_host"].operation is TagOperation.UPSERT
+    assert first.tag_overrides["deployment"].operation is TagOperation.UPSERT
     assert first.tag_overrides["response_flags"].operation is TagOperation.REMOVE
     assert second.match is not None and second.match.custom_metric == "my_requests_total"
     assert second.match.mode is WorkloadMode.CLIENT_AND_SERVER
@@ -198,6 +198,18 @@ BAD_INPUTS = [
         "spec.accessLogging[0].filter.expression",
         "expression must not be empty",
         id="empty-filter",
+    ),
+    pytest.param(
+        "  accessLogging:\n  - filter: {expression: 'request.path == \"/x\"'}\n",
+        "spec.accessLogging[0].filter.expression",
+        "Trellis supports response.code OP N",
+        id="filter-envoy-cannot-evaluate",
+    ),
+    pytest.param(
+        "  metrics:\n  - overrides:\n    - tagOverrides: {host: {value: request.host}}\n",
+        "spec.metrics[0].overrides[0].tagOverrides.host.value",
+        "Trellis supports a string literal",
+        id="tag-value-not-a-literal",
     ),
     pytest.param(
         "  metrics:\n  - overrides:\n    - match: {metric: REQUEST_TOTAL}\n",

@@ -42,6 +42,8 @@ class EnvoySettings:
     restart_backoff_s: float = 0.2
     restart_backoff_max_s: float = 10.0
     stop_grace_s: float = 5.0
+    # Added to the agent's environment for Envoy, e.g. TRELLIS_PEER (telemetry/peer.py).
+    extra_env: tuple[tuple[str, str], ...] = ()
 
 
 def default_envoy_path() -> str:
@@ -213,6 +215,7 @@ class EnvoyProcess:
                     start_new_session=True,
                     cwd="/",
                     pass_fds=pass_fds,
+                    env={**os.environ, **dict(settings.extra_env)},
                 )
             except OSError as err:
                 raise RuntimeProblem(f"cannot start envoy: {err}") from err

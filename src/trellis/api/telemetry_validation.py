@@ -14,6 +14,7 @@ from trellis.api.telemetry import (
     TelemetrySpec,
     Tracing,
 )
+from trellis.api.telemetry_expr import parse_status_filter, parse_tag_literal
 
 
 def check_telemetry(spec: TelemetrySpec) -> Problems:
@@ -24,8 +25,8 @@ def check_telemetry(spec: TelemetrySpec) -> Problems:
     for i, logging in enumerate(spec.access_logging):
         path = f"spec.accessLogging[{i}]"
         _check_providers(logging.providers, f"{path}.providers", problems)
-        if logging.filter is not None and not logging.filter.expression.strip():
-            problems.append((f"{path}.filter.expression", "expression must not be empty"))
+        if logging.filter is not None:
+            _check_filter(logging.filter.expression, f"{path}.filter.expression", problems)
     for i, metrics in enumerate(spec.metrics):
         path = f"spec.metrics[{i}]"
         _check_providers(metrics.providers, f"{path}.providers", problems)
@@ -67,3 +68,19 @@ def _check_override(override: MetricsOverrides, path: str, problems: Problems) -
             problems.append((f"{where}.value", "UPSERT needs a value (a CEL expression)"))
         if change.operation is TagOperation.REMOVE and change.value is not None:
             problems.append((f"{where}.value", "REMOVE takes no value; remove the value"))
+        if change.operation is TagOperation.UPSERT and change.value:
+            try:
+                parse_tag_literal(change.value)
+            except ValueError as err:
+                problems.append((f"{where}.value", str(err)))
+
+
+def _check_filter(expression: str, path: str, problems: Problems) -> None:
+    """Only what Envoy's status_code filter can do (api/telemetry_expr.py)."""
+    if not expression.strip():
+        problems.append((path, "expression must not be empty"))
+        return
+    try:
+        parse_status_filter(expression)
+    except ValueError as err:
+        problems.append((path, str(err)))

@@ -1,223 +1,284 @@
-"""Istio's standard request metrics from Envoy's native cluster stats (DESIGN.md §6).
+"""Istio's standard metrics from Envoy's native stats (DESIGN.md §6, docs/DECISIONS.md).
 
-Upstream Envoy has no `istio.stats` filter, so the agent rebuilds `istio_requests_total` and
-`istio_request_duration_milliseconds` at scrape time: the cluster name says where a request went
-(`outbound|PORT|SUBSET|HOST` -> reporter "source", `inbound|PORT||` -> reporter "destination",
-model/names.py) and the agent knows its own workload. Cost grows with clusters, not requests.
+Upstream Envoy has no `istio.stats` filter, so the agent rebuilds Istio's metrics at scrape
+time from what Envoy counts anyway. Cost grows with clusters and callers, not with requests.
 
-Pure: Envoy's Prometheus text (admin `/stats/prometheus`) and a `Workload` in, exposition text
-out. What cannot be known per request is `unknown`, as Istio reports for non-mesh peers.
+| Istio metric | from Envoy |
+| --- | --- |
+| istio_requests_total | cluster `upstream_rq_<code>`; server side per caller: inbound virtual clusters `vhost.inbound|http|PORT.vcluster.<peer>.upstream_rq_<code>` |
+| istio_request_duration_milliseconds | cluster / virtual cluster `upstream_rq_time` |
+| istio_request_bytes, istio_response_bytes | cluster `upstream_rq_body_size`, `upstream_rs_body_size` (track_cluster_stats) |
+| istio_tcp_connections_opened_total / _closed_total | TCP cluster `upstream_cx_total` / `upstream_cx_destroy` |
+| istio_tcp_received_bytes_total / _sent_bytes_total | TCP cluster `upstream_cx_tx_bytes_total` / `upstream_cx_rx_bytes_total` (request / response direction) |
+
+Pure: Envoy's Prometheus text (admin `/stats/prometheus`), the proxy's `Workload` and the
+Telemetry metrics overrides in; exposition text out.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from trellis.model.names import ClusterName, Direction
+from trellis.telemetry.destinations import DestinationWorkload
+from trellis.telemetry.istio_labels import (
+    LABEL_NAMES,
+    MUTUAL_TLS,
+    NO_TLS,
+    NOBODY_KNOWN,
+    UNKNOWN,
+    Workload,
+    destination_reported,
+    request_labels,
+)
+from trellis.telemetry.metric_config import NO_OVERRIDES, MetricsConfig
+from trellis.telemetry.peer import PLAINTEXT_PEER, PeerIdentity
+from trellis.telemetry.prom_text import EnvoySample, parse_envoy_text, sample_line
 
-UNKNOWN = "unknown"
 REQUESTS_TOTAL = "istio_requests_total"
 REQUEST_DURATION = "istio_request_duration_milliseconds"
+REQUEST_BYTES = "istio_request_bytes"
+RESPONSE_BYTES = "istio_response_bytes"
+TCP_SENT = "istio_tcp_sent_bytes_total"
+TCP_RECEIVED = "istio_tcp_received_bytes_total"
+TCP_OPENED = "istio_tcp_connections_opened_total"
+TCP_CLOSED = "istio_tcp_connections_closed_total"
 
-# The order Istio's labels appear in; every sample carries all of them.
-LABEL_NAMES = (
-    "reporter",
-    "source_workload",
-    "source_workload_namespace",
-    "source_principal",
-    "source_app",
-    "source_version",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_principal",
-    "destination_app",
-    "destination_version",
-    "destination_service",
-    "destination_service_name",
-    "destination_service_namespace",
-    "request_protocol",
-    "response_code",
-    "response_flags",
-    "connection_security_policy",
-)
+# Prometheus name -> (type, Telemetry API enum), in output order.
+FAMILIES: Mapping[str, tuple[str, str]] = {
+    REQUESTS_TOTAL: ("counter", "REQUEST_COUNT"),
+    REQUEST_DURATION: ("histogram", "REQUEST_DURATION"),
+    REQUEST_BYTES: ("histogram", "REQUEST_SIZE"),
+    RESPONSE_BYTES: ("histogram", "RESPONSE_SIZE"),
+    TCP_OPENED: ("counter", "TCP_OPENED_CONNECTIONS"),
+    TCP_CLOSED: ("counter", "TCP_CLOSED_CONNECTIONS"),
+    TCP_SENT: ("counter", "TCP_SENT_BYTES"),
+    TCP_RECEIVED: ("counter", "TCP_RECEIVED_BYTES"),
+}
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-_RQ = "envoy_cluster_upstream_rq"
-_RQ_TIME = "envoy_cluster_upstream_rq_time"
 _CLUSTER = "envoy_cluster_name"
 _CODE = "envoy_response_code"
+_RQ = "envoy_cluster_upstream_rq"
+_VC_RQ = "envoy_vhost_vcluster_upstream_rq"
+_VHOST = "envoy_virtual_host"
+_VCLUSTER = "envoy_virtual_cluster"
+_INBOUND_VHOST = "inbound|http|"
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+_CLUSTER_HISTOGRAMS = {
+    "envoy_cluster_upstream_rq_time": REQUEST_DURATION,
+    "envoy_cluster_upstream_rq_body_size": REQUEST_BYTES,
+    "envoy_cluster_upstream_rs_body_size": RESPONSE_BYTES,
+}
+_SIZE_HISTOGRAM = "envoy_cluster_upstream_rq_body_size"
+_TCP_COUNTERS = {
+    "envoy_cluster_upstream_cx_total": TCP_OPENED,
+    "envoy_cluster_upstream_cx_destroy": TCP_CLOSED,
+    "envoy_cluster_upstream_cx_tx_bytes_total": TCP_RECEIVED,
+    "envoy_cluster_upstream_cx_rx_bytes_total": TCP_SENT,
+}
+_VC_TIME = "envoy_vhost_vcluster_upstream_rq_time"
+
+Labels = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """The proxy's own workload: what the agent knows without asking anyone."""
+@dataclass(slots=True)
+class _Series:
+    """Istio series being summed: clusters that differ only in port share Istio's labels."""
 
-    name: str
-    namespace: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    service_account: str = "default"
-    trust_domain: str = "cluster.local"
+    destinations: Mapping[str, DestinationWorkload]
+    values: dict[tuple[str, Labels], float] = field(default_factory=lambda: defaultdict(float))
 
-    @property
-    def principal(self) -> str:
-        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
+    def behind(self, cluster: ClusterName) -> DestinationWorkload:
+        return self.destinations.get(str(cluster), NOBODY_KNOWN)
 
-    @property
-    def app(self) -> str:
-        return self.labels.get("app") or UNKNOWN
-
-    @property
-    def version(self) -> str:
-        return self.labels.get("version") or UNKNOWN
-
-    @property
-    def service_host(self) -> str:
-        """The service that selects this workload, taken from its `app` label (Istio's
-        canonical service) in its own namespace; the agent is told no service names."""
-        app = self.labels.get("app")
-        return f"{app}.{self.namespace}.svc.{self.trust_domain}" if app else UNKNOWN
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        self.values[(name, tuple(labels.items()))] += value
 
 
-@dataclass(frozen=True, slots=True)
-class EnvoySample:
-    """One line of Envoy's Prometheus output."""
-
-    name: str
-    labels: Mapping[str, str]
-    value: float
-
-
-def parse_envoy_text(text: str) -> Iterator[EnvoySample]:
-    """The samples of a Prometheus text exposition; comments and malformed lines are skipped."""
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
+def translate(
+    workload: Workload,
+    samples: Iterable[EnvoySample],
+    config: MetricsConfig = NO_OVERRIDES,
+    destinations: Mapping[str, DestinationWorkload] | None = None,
+) -> str:
+    """Istio's standard metrics as Prometheus text, with the Telemetry overrides applied;
+    `destinations`: per outbound cluster, who answers behind it (telemetry/destinations.py)."""
+    envoy = list(samples)
+    series = _Series(destinations or {})
+    by_peer = _ports_counted_by_peer(envoy)
+    tcp = _tcp_clusters(envoy)
+    for sample in envoy:
+        if sample.name.startswith("envoy_vhost_vcluster_"):
+            _translate_virtual_cluster(workload, sample, series)
             continue
-        match = _SAMPLE.match(line.strip())
-        if match is None:
-            continue
-        name, labels, value = match.groups()
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        pairs = {k: _unescape(v) for k, v in _LABEL.findall(labels or "")}
-        yield EnvoySample(name, pairs, number)
-
-
-def request_labels(workload: Workload, cluster: ClusterName) -> dict[str, str]:
-    """Istio's labels (minus response_code) for requests through one service cluster."""
-    if cluster.direction is Direction.OUTBOUND:
-        name, _, rest = cluster.host.partition(".")
-        namespace = rest.split(".", 1)[0] if rest else UNKNOWN
-        return _labels(
-            reporter="source",
-            source=workload,
-            destination_workload=UNKNOWN,
-            destination_namespace=namespace if rest else UNKNOWN,
-            destination_principal=UNKNOWN,
-            destination_app=UNKNOWN,
-            destination_version=cluster.subset or UNKNOWN,
-            destination_service=cluster.host,
-            destination_service_name=name or UNKNOWN,
-        )
-    service = workload.service_host
-    return _labels(
-        reporter="destination",
-        source=None,
-        destination_workload=workload.name,
-        destination_namespace=workload.namespace,
-        destination_principal=workload.principal,
-        destination_app=workload.app,
-        destination_version=workload.version,
-        destination_service=service,
-        destination_service_name=service.split(".", 1)[0] if service != UNKNOWN else UNKNOWN,
-    )
-
-
-def _labels(
-    *,
-    reporter: str,
-    source: Workload | None,
-    destination_workload: str,
-    destination_namespace: str,
-    destination_principal: str,
-    destination_app: str,
-    destination_version: str,
-    destination_service: str,
-    destination_service_name: str,
-) -> dict[str, str]:
-    service_namespace = destination_namespace if destination_service != UNKNOWN else UNKNOWN
-    return {
-        "reporter": reporter,
-        "source_workload": source.name if source else UNKNOWN,
-        "source_workload_namespace": source.namespace if source else UNKNOWN,
-        "source_principal": source.principal if source else UNKNOWN,
-        "source_app": source.app if source else UNKNOWN,
-        "source_version": source.version if source else UNKNOWN,
-        "destination_workload": destination_workload,
-        "destination_workload_namespace": destination_namespace,
-        "destination_principal": destination_principal,
-        "destination_app": destination_app,
-        "destination_version": destination_version,
-        "destination_service": destination_service,
-        "destination_service_name": destination_service_name,
-        "destination_service_namespace": service_namespace,
-        "request_protocol": "http",
-        "response_code": UNKNOWN,
-        "response_flags": "-",
-        "connection_security_policy": UNKNOWN,
-    }
-
-
-def translate(workload: Workload, samples: Iterable[EnvoySample]) -> str:
-    """Istio's request metrics as Prometheus text, from Envoy's per-cluster stats.
-
-    Counters come from `upstream_rq_<code>`; the duration histogram from `upstream_rq_time`,
-    which Envoy keeps per cluster, not per code, so its response_code is `unknown`. Clusters
-    that differ only in port share Istio's labels, so their values are summed.
-    """
-    series: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for sample in samples:
         cluster = _service_cluster(sample)
         if cluster is None:
             continue
-        labels = request_labels(workload, cluster)
-        if sample.name == _RQ and sample.labels.get(_CODE, "").isdigit():
-            labels["response_code"] = sample.labels[_CODE]
-            name = REQUESTS_TOTAL
-        elif sample.name in (_RQ_TIME + "_bucket", _RQ_TIME + "_sum", _RQ_TIME + "_count"):
-            name = REQUEST_DURATION + sample.name.removeprefix(_RQ_TIME)
-            if name.endswith("_bucket"):
-                labels["le"] = sample.labels.get("le", "+Inf")
+        if sample.labels[_CLUSTER] in tcp:
+            _translate_tcp(workload, cluster, sample, series)
         else:
+            counted = cluster.direction is Direction.INBOUND and cluster.port in by_peer
+            _translate_http(workload, cluster, sample, series, per_peer=counted)
+    return render(series.values, config)
+
+
+def _translate_http(
+    workload: Workload,
+    cluster: ClusterName,
+    sample: EnvoySample,
+    series: _Series,
+    *,
+    per_peer: bool,
+) -> None:
+    """`per_peer`: the inbound port's requests and durations come from its virtual clusters,
+    which know the caller; the cluster's own copies would count them twice."""
+    labels = request_labels(workload, cluster, series.behind(cluster))
+    if sample.name == _RQ and sample.labels.get(_CODE, "").isdigit():
+        if not per_peer:
+            series.add(
+                REQUESTS_TOTAL, {**labels, "response_code": sample.labels[_CODE]}, sample.value
+            )
+        return
+    base, suffix = _histogram_part(sample.name)
+    family = _CLUSTER_HISTOGRAMS.get(base)
+    if family is None or (per_peer and family == REQUEST_DURATION):
+        return
+    series.add(family + suffix, _with_le(labels, sample, suffix), sample.value)
+
+
+def _translate_tcp(
+    workload: Workload, cluster: ClusterName, sample: EnvoySample, series: _Series
+) -> None:
+    family = _TCP_COUNTERS.get(sample.name)
+    if family is None:
+        return
+    labels = request_labels(workload, cluster, series.behind(cluster))
+    labels["request_protocol"] = "tcp"
+    del labels["response_code"]  # Istio's TCP metrics have none
+    series.add(family, labels, sample.value)
+
+
+def _translate_virtual_cluster(workload: Workload, sample: EnvoySample, series: _Series) -> None:
+    """Server side, per caller: the virtual cluster names the peer (or `other`/`plaintext`)."""
+    if not sample.labels.get(_VHOST, "").startswith(_INBOUND_VHOST):
+        return
+    caller = sample.labels.get(_VCLUSTER, "")
+    peer = PeerIdentity.parse(caller)
+    security = NO_TLS if caller == PLAINTEXT_PEER else MUTUAL_TLS
+    labels = destination_reported(workload, peer=peer, security=security)
+    if sample.name == _VC_RQ and sample.labels.get(_CODE, "").isdigit():
+        series.add(REQUESTS_TOTAL, {**labels, "response_code": sample.labels[_CODE]}, sample.value)
+        return
+    base, suffix = _histogram_part(sample.name)
+    if base == _VC_TIME:
+        series.add(REQUEST_DURATION + suffix, _with_le(labels, sample, suffix), sample.value)
+
+
+def _ports_counted_by_peer(samples: list[EnvoySample]) -> set[int]:
+    """Inbound ports whose route has per-caller virtual clusters (compiler/peer_stats.py)."""
+    ports: set[int] = set()
+    for sample in samples:
+        vhost = sample.labels.get(_VHOST, "")
+        if sample.name == _VC_RQ and vhost.startswith(_INBOUND_VHOST):
+            port = vhost.removeprefix(_INBOUND_VHOST)
+            if port.isdigit():
+                ports.add(int(port))
+    return ports
+
+
+def _tcp_clusters(samples: list[EnvoySample]) -> set[str]:
+    """Clusters only a tcp_proxy used: connections, but no per-code responses and none of the
+    size histograms the compiler turns on for HTTP ports (compiler/telemetry.py). Envoy's TCP
+    pool counts `upstream_rq_total` per connection too, so that one cannot tell them apart."""
+    http: set[str] = set()
+    connected: set[str] = set()
+    for sample in samples:
+        name = sample.labels.get(_CLUSTER)
+        if name is None:
             continue
-        key = (name, tuple(labels.items()))
-        series[key] = series.get(key, 0.0) + sample.value
-    used = {pairs for (name, pairs), value in series.items() if _is_used(name, value)}
-    out = [f"# TYPE {REQUESTS_TOTAL} counter"]
-    out += [_line(n, dict(ls), v) for (n, ls), v in series.items() if n == REQUESTS_TOTAL]
-    out.append(f"# TYPE {REQUEST_DURATION} histogram")
-    for (name, pairs), value in series.items():
-        if name != REQUESTS_TOTAL and _without_le(pairs) in used:
-            out.append(_line(name, dict(pairs), value))
+        answered = sample.name == _RQ and sample.value > 0  # per response code: a router's
+        if answered or sample.name.startswith(_SIZE_HISTOGRAM):
+            http.add(name)
+        elif sample.name == "envoy_cluster_upstream_cx_total" and sample.value > 0:
+            connected.add(name)
+    return connected - http
+
+
+def render(values: Mapping[tuple[str, Labels], float], config: MetricsConfig = NO_OVERRIDES) -> str:
+    """Exposition text: per family a TYPE line and its series, after the overrides (a disabled
+    metric is left out; a removed or set label may merge series, whose values are summed).
+    A histogram series appears once it has observations."""
+    families: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
+    for (name, pairs), value in values.items():
+        family = _family(name)
+        labels = dict(pairs)
+        reporter = labels.get("reporter", "")
+        enum = FAMILIES[family][1]
+        if not config.enabled(enum, reporter):
+            continue
+        le = labels.pop("le", None)
+        labels = config.relabel(enum, reporter, labels)
+        if le is not None:
+            labels["le"] = le
+        families[name][tuple(labels.items())] += value
+    out: list[str] = []
+    for family, (kind, enum) in FAMILIES.items():
+        if not (config.enabled(enum, "source") or config.enabled(enum, "destination")):
+            continue
+        out.append(f"# TYPE {family} {kind}")
+        if kind == "counter":
+            out += [sample_line(family, dict(ls), v) for ls, v in families[family].items()]
+        else:
+            out += _histogram_lines(family, families)
     return "\n".join(out) + "\n"
 
 
-def _is_used(name: str, value: float) -> bool:
-    """A histogram is shown once it has observations (TCP clusters never get any)."""
-    return name == REQUEST_DURATION + "_count" and value > 0
+def _histogram_lines(family: str, families: Mapping[str, Mapping[Labels, float]]) -> list[str]:
+    used = {ls for ls, v in families.get(family + "_count", {}).items() if v > 0}
+    lines = []
+    for suffix in _HISTOGRAM_SUFFIXES:
+        for labels, value in families.get(family + suffix, {}).items():
+            if tuple(p for p in labels if p[0] != "le") in used:
+                lines.append(sample_line(family + suffix, dict(labels), value))
+    return lines
 
 
-def _without_le(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    return tuple(pair for pair in labels if pair[0] != "le")
+def _family(name: str) -> str:
+    for suffix in _HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and name.removesuffix(suffix) in FAMILIES:
+            return name.removesuffix(suffix)
+    return name
+
+
+def _histogram_part(name: str) -> tuple[str, str]:
+    for suffix in _HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), suffix
+    return name, ""
+
+
+def _with_le(labels: Mapping[str, str], sample: EnvoySample, suffix: str) -> dict[str, str]:
+    if suffix != "_bucket":
+        return dict(labels)
+    return {**labels, "le": sample.labels.get("le", "+Inf")}
+
+
+def clusters_with_traffic(samples: Iterable[EnvoySample]) -> set[str]:
+    """Outbound service clusters that counted anything: the ones worth naming a destination."""
+    return {
+        str(cluster)
+        for sample in samples
+        if sample.value > 0
+        and (cluster := _service_cluster(sample)) is not None
+        and cluster.direction is Direction.OUTBOUND
+    }
 
 
 def _service_cluster(sample: EnvoySample) -> ClusterName | None:
     name = sample.labels.get(_CLUSTER)
-    if name is None or not sample.name.startswith(_RQ):
+    if name is None or not sample.name.startswith("envoy_cluster_upstream_"):
         return None
     try:
         return ClusterName.parse(name)
@@ -225,15 +286,17 @@ def _service_cluster(sample: EnvoySample) -> ClusterName | None:
         return None  # xds-grpc, PassthroughCluster, BlackHoleCluster...
 
 
-def _line(name: str, labels: Mapping[str, str], value: float) -> str:
-    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    number = str(int(value)) if value.is_integer() else repr(value)
-    return f"{name}{{{body}}} {number}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+__all__ = [
+    "FAMILIES",
+    "LABEL_NAMES",
+    "REQUESTS_TOTAL",
+    "REQUEST_DURATION",
+    "UNKNOWN",
+    "EnvoySample",
+    "Workload",
+    "clusters_with_traffic",
+    "parse_envoy_text",
+    "render",
+    "request_labels",
+    "translate",
+]
