@@ -9,7 +9,14 @@ import typer
 
 from trellis.cli.common import StateDirOption, layout_for, mesh_info, runtime, trellisd
 from trellis.cli.config import read_input
+from trellis.cli.console_options import print_console
 from trellis.cli.mesh import CaptureOption, start_mesh
+from trellis.cli.monitoring import (
+    PrometheusOption,
+    PrometheusPortOption,
+    print_prometheus,
+    prometheus_options,
+)
 from trellis.cli.output import console
 from trellis.cli.workloads import start_workload
 from trellis.errors import Conflict, RuntimeProblem, TrellisError
@@ -41,6 +48,8 @@ def demo(
     state_dir: Path | None = StateDirOption,
     ingress_port: int = typer.Option(8080, "--ingress-port"),
     capture: str | None = CaptureOption,
+    prometheus: bool = PrometheusOption,
+    prometheus_port: int = PrometheusPortOption,
 ) -> None:
     """Start the mesh (if needed) and Bookinfo behind the ingress gateway."""
     layout = layout_for(state_dir)
@@ -53,6 +62,7 @@ def demo(
             egress_gateway=False,
             capture=capture,
             trace_sampling=DEMO_TRACE_SAMPLING,
+            prometheus=prometheus_options(prometheus, prometheus_port, "", None),
         )
     elif capture is not None and capture != info.capture:
         raise Conflict(
@@ -94,6 +104,8 @@ def demo(
         console.print(
             f"Traces: http://127.0.0.1:{query_port}/api/traces?service=productpage.default"
         )
+    print_prometheus(mesh_info(layout))
+    print_console(mesh_info(layout))
     networking = samples / "bookinfo" / "networking"  # absolute: works from any directory
     console.print(f"Try routing: trellis apply -f {networking / 'destination-rule-all.yaml'}")
     console.print(f"        then trellis apply -f {networking / 'virtual-service-all-v1.yaml'}")

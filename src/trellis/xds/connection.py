@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from trellis.model.proxy import Proxy
 from trellis.model.xds_types import CLUSTER, ENDPOINT, PUSH_ORDER, SHORT_NAMES
 from trellis.xds.contract import ConfigGenerator, ProxyStatus
+from trellis.xds.observer import NullObserver, XdsObserver
 from trellis.xds.protocol import WILDCARD_TYPES, Decision, decide_delta, decide_sotw, is_wanted
 from trellis.xds.resources import (
     PackCache,
@@ -56,6 +57,8 @@ class ConnectionContext:
     tally: PushTally
     ack_timeout: float
     packer: PackCache = field(default_factory=PackCache)  # shared by every connection
+    observer: XdsObserver = field(default_factory=NullObserver)  # trellisd's pilot_* metrics
+    clock: Callable[[], float] = time.monotonic  # the server's: convergence is measured on it
 
 
 class AdsConnection:
@@ -69,6 +72,7 @@ class AdsConnection:
         self._outbox = outbox
         self._types: dict[str, TypeStream] = {}
         self._pending: set[str] = set()
+        self._pending_since: float | None = None  # when the oldest merged change happened
         self._wake = asyncio.Event()
 
     # -- requests ---------------------------------------------------------------------------
@@ -84,6 +88,7 @@ class AdsConnection:
         self._log_request(stream, decision)
         if decision.nacked and record is not None:
             self._ctx.tally.nacks_total += 1
+            self._ctx.observer.rejected(self.proxy.key, type_url, decision.nack_message)
             log.warning(
                 "event=xds.nack proxy=%s type=%s version=%s nonce=%s error=%r",
                 self.proxy.key,
@@ -102,6 +107,7 @@ class AdsConnection:
         return decide_sotw(request, stream.state)
 
     async def _respond(self, stream: TypeStream, decision: Decision) -> None:
+        started = time.perf_counter()
         target = self._generate(stream.type_url)
         if self.delta:
             # No removals here: they run at the end of a push, after whatever used them changed.
@@ -119,12 +125,16 @@ class AdsConnection:
                 force_all=decision.force_all,
             )
         await self._send(stream, payload, required=True)
+        self._ctx.observer.push_time(stream.type_url, time.perf_counter() - started)
 
     # -- pushes -----------------------------------------------------------------------------
 
-    def schedule(self, types: frozenset[str]) -> None:
-        """Merge a debounced update into the next push; one push runs at a time."""
+    def schedule(self, types: frozenset[str], since: float | None = None) -> None:
+        """Merge a debounced update into the next push; one push runs at a time. `since`:
+        when the config change behind it happened (server clock), for convergence time."""
         self._pending |= types
+        if since is not None and (self._pending_since is None or since < self._pending_since):
+            self._pending_since = since
         self._wake.set()
 
     async def run_pushes(self) -> None:
@@ -132,9 +142,12 @@ class AdsConnection:
             await self._wake.wait()
             self._wake.clear()
             types, self._pending = frozenset(self._pending), set()
+            since, self._pending_since = self._pending_since, None
             started = time.perf_counter()
             try:
                 await self.push(types)
+                if since is not None:
+                    self._ctx.observer.converged(self._ctx.clock() - since)
             except Exception:  # a bug must not end this proxy's pushes for good
                 log.exception("event=xds.push_failed proxy=%s", self.proxy.key)
             self._ctx.tally.push_seconds_total += time.perf_counter() - started
@@ -156,8 +169,11 @@ class AdsConnection:
                 continue
             await self._wait_answered(stream)
             async with self._ctx.semaphore:
+                started = time.perf_counter()
                 targets[type_url] = self._generate(type_url)
                 sent = await self._send(stream, self._update_payload(stream, targets, force_all))
+                if sent:
+                    self._ctx.observer.push_time(type_url, time.perf_counter() - started)
             if sent:
                 nacked |= not await self._wait_answered(stream)
             stream.reconcile(targets[type_url])
@@ -213,7 +229,7 @@ class AdsConnection:
 
     def _generate(self, type_url: str) -> dict[str, PackedResource]:
         resources = self._ctx.generator(self.proxy, type_url)
-        return self._ctx.packer.pack_all(resources, self._ctx.version())
+        return self._ctx.packer.pack_all(resources, self._ctx.version(), type_url)
 
     async def _send(self, stream: TypeStream, payload: Payload, *, required: bool = False) -> bool:
         """Send `payload` (if non-empty or `required`) and account for it; True if sent."""
@@ -225,6 +241,7 @@ class AdsConnection:
         if stream.type_url == CLUSTER and ENDPOINT in self._types:
             self._types[ENDPOINT].expect_rerequest()
         self._ctx.tally.pushes_total += 1
+        self._ctx.observer.response_sent(stream.type_url)
         log.debug(
             "event=xds.send proxy=%s type=%s version=%s nonce=%s resources=%d removed=%d",
             self.proxy.key,

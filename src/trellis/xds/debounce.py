@@ -54,6 +54,11 @@ class Debouncer:
             self._pending = self._pending.merge(update)
         self._last = now
 
+    @property
+    def first_added(self) -> float | None:
+        """When the oldest update now pending was added (None if nothing pends)."""
+        return None if self._pending is None else self._first
+
     def due_in(self, now: float) -> float | None:
         """Seconds until the pending update should go out (0: now); None if nothing pends."""
         if self._pending is None:

@@ -24,6 +24,7 @@ from trellis.xds.connection import AdsConnection, ConnectionContext, PushTally, 
 from trellis.xds.contract import ConfigGenerator, ProxyStatus, XdsCounters
 from trellis.xds.debounce import AffectedFn, Debouncer, PendingUpdate
 from trellis.xds.node import MalformedNode, proxy_from_node
+from trellis.xds.observer import NullObserver, XdsObserver
 
 log = logging.getLogger("trellis.xds")
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -64,8 +65,10 @@ class AdsServer:
         max_concurrent_pushes: int = 64,
         ack_timeout: float = 30.0,
         authenticator: Authenticator | None = None,
+        observer: XdsObserver | None = None,
     ) -> None:
         self._clock = clock
+        self._observer: XdsObserver = observer or NullObserver()
         self._authenticator = authenticator
         self._version = version
         self._debouncer = Debouncer(quiet=debounce_quiet, max_wait=debounce_max)
@@ -79,6 +82,8 @@ class AdsServer:
             semaphore=asyncio.Semaphore(max_concurrent_pushes),
             tally=self._tally,
             ack_timeout=ack_timeout,
+            observer=self._observer,
+            clock=clock,
         )
         self._connections: dict[int, AdsConnection] = {}
         self._ids = itertools.count(1)
@@ -153,18 +158,19 @@ class AdsServer:
         while True:
             due = self._debouncer.due_in(self._clock())
             if due == 0.0:
+                since = self._debouncer.first_added
                 pending = self._debouncer.take()
                 if pending is not None:
-                    self._dispatch(pending)
+                    self._dispatch(pending, since)
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=due)
 
-    def _dispatch(self, pending: PendingUpdate) -> None:
+    def _dispatch(self, pending: PendingUpdate, since: float | None = None) -> None:
         affected = [c for c in self._connections.values() if pending.affects(c.proxy)]
         for connection in affected:
-            connection.schedule(pending.types)
+            connection.schedule(pending.types, since)
         log.info(
             "event=xds.push_start version=%s types=%s merged=%d proxies=%d",
             pending.version,
@@ -213,6 +219,7 @@ class AdsServer:
         finally:
             # Bookkeeping first: gRPC may cancel this handler again while it awaits below.
             del self._connections[key]
+            self._observer.disconnected(proxy.key)
             log.info("event=xds.disconnect proxy=%s delta=%s", proxy.key, delta)
             for task in tasks:
                 task.cancel()
