@@ -1,0 +1,1 @@
+"""Kubernetes: installer rendering (profiles, overlay, manifests), sidecar injection."""
