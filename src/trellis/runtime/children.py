@@ -26,6 +26,8 @@ class Child:
 
     async def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log is not None:  # a restart: the previous run's handle
+            self._log.close()
         self._log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - kept open while it runs
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,25 @@ class LocalApi:
                 ) as session,
                 session.request(method, f"http://local{path}", json=body) as resp,
             ):
-                data = await resp.json(content_type=None)
                 status = resp.status
+                text = await resp.text()
         except aiohttp.ClientConnectionError as e:
             raise RuntimeProblem(
                 f"{self.what} does not answer on {self.socket} ({e}); "
                 "check `trellis status`, or restart with `trellis down` then `trellis up`"
             ) from e
+        data = _decode(text, status, self.what)
         if status >= 400:
             raise _error_for(status, data)
         return data
+
+
+def _decode(text: str, status: int, what: str) -> Any:
+    """The JSON body; a non-JSON answer (an unexpected server error) as one readable error."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        raise RuntimeProblem(f"{what} answered HTTP {status}: {text.strip()[:200]}") from None
 
 
 def _error_for(status: int, data: Any) -> TrellisError:

@@ -4,6 +4,10 @@ It subscribes to CDS and LDS (wildcard), follows the EDS and RDS names the clust
 reference (or subscribes to everything with `follow=False`), ACKs every response like Envoy
 (or NACKs what `reject` says to), and records per type the version and the monotonic time it
 arrived. Hundreds run in one process, so it keeps only names and versions, not resources.
+
+Every request goes through one outbox drained by a single writer task: gRPC allows one write in
+flight per call (a second fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS), and both `start()`
+(subscriptions) and the reader task (ACKs, follow-up subscriptions) write on the same stream.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2  # noqa: F401 (registers it)
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import any_pb2, symbol_database
+from google.protobuf import any_pb2, message, symbol_database
 from google.rpc import status_pb2
 
 from trellis.model.xds_types import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -35,6 +39,8 @@ _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 RejectFn = Callable[[str, Sequence[any_pb2.Any]], str | None]
 _HCM_TYPE = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 _FOLLOWED = {CLUSTER: ENDPOINT, LISTENER: ROUTE}
+# Requests queued for the writer; a full outbox makes the reader wait (backpressure).
+_OUTBOX_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -90,6 +96,8 @@ class LightAdsClient:
         self._channel: grpc.aio.Channel | None = None
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[message.Message] | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LightAdsClient:
         await self.start()
@@ -112,6 +120,8 @@ class LightAdsClient:
         method = stub.DeltaAggregatedResources if self.delta else stub.StreamAggregatedResources
         self._call = method(metadata=self._call_metadata or None)
         self._nonces.clear()
+        self._outbox = asyncio.Queue(maxsize=_OUTBOX_SIZE)
+        self._writer = asyncio.create_task(_write_requests(self._call, self._outbox))
         self._reader = asyncio.create_task(self._read_responses())
         for type_url in (CLUSTER, LISTENER, ENDPOINT, ROUTE):
             if type_url in (CLUSTER, LISTENER) or not self.follow or self._subs.get(type_url):
@@ -121,18 +131,19 @@ class LightAdsClient:
         if self._call is not None:
             self._call.cancel()  # before the reader: the server must see the stream end
             self._call = None
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
+        for task in (self._reader, self._writer):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._reader = self._writer = self._outbox = None
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
 
     @property
     def done(self) -> bool:
-        """The stream ended (server gone or refused us)."""
-        return self._reader is not None and self._reader.done()
+        """The stream ended (server gone or refused us, or a write failed)."""
+        return any(task is not None and task.done() for task in (self._reader, self._writer))
 
     async def wait_for_version(self, type_url: str, version: str, timeout: float) -> float:
         """Wait until a response of `type_url` with `version` arrived; returns when (monotonic)."""
@@ -149,13 +160,13 @@ class LightAdsClient:
 
     async def _wait_change(self) -> None:
         event = self._changed
-        reader = self._reader
-        if reader is not None and reader.done():
-            reader.result()  # surface why the stream ended
-            raise ConnectionError("xDS stream closed")
+        stream_tasks = {t for t in (self._reader, self._writer) if t is not None}
+        for task in stream_tasks:
+            if task.done():
+                task.result()  # surface why the stream ended
+                raise ConnectionError("xDS stream closed")
         waiter = asyncio.ensure_future(event.wait())
-        pending = {waiter} if reader is None else {waiter, reader}
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiter, *stream_tasks}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
 
     def _record(self, type_url: str) -> Received:
@@ -163,13 +174,18 @@ class LightAdsClient:
 
     # -- requests ---------------------------------------------------------------------------
 
+    async def _send(self, request: message.Message) -> None:
+        """Queue a request for the stream's single writer (never write on the call directly)."""
+        assert self._outbox is not None, "start() the client first"
+        await self._outbox.put(request)
+
     async def _subscribe_initial(self, type_url: str) -> None:
         names = self._subs.setdefault(
             type_url, set() if self.follow or type_url in _FOLLOWED else {"*"}
         )
         held = self._record(type_url).resources
         if self.delta:
-            await self._call.write(
+            await self._send(
                 discovery_pb2.DeltaDiscoveryRequest(
                     node=self._node,
                     type_url=type_url,
@@ -190,7 +206,7 @@ class LightAdsClient:
         )
         if error is not None:
             request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        await self._call.write(request)
+        await self._send(request)
 
     async def _resubscribe(self, type_url: str, wanted: set[str]) -> None:
         had = self._subs.setdefault(type_url, set())
@@ -201,7 +217,7 @@ class LightAdsClient:
         for name in removed:
             self._record(type_url).resources.pop(name, None)
         if self.delta:
-            await self._call.write(
+            await self._send(
                 discovery_pb2.DeltaDiscoveryRequest(
                     type_url=type_url,
                     resource_names_subscribe=sorted(added),
@@ -242,7 +258,7 @@ class LightAdsClient:
         ack = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)
         if error is not None:
             ack.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
-        await self._call.write(ack)
+        await self._send(ack)
 
     async def _on_sotw(self, response: discovery_pb2.DiscoveryResponse) -> None:
         type_url = response.type_url
@@ -298,6 +314,13 @@ class LightAdsClient:
             refs[name] = used
         wanted = set().union(*refs.values()) if refs else set()
         await self._resubscribe(_FOLLOWED[type_url], wanted)
+
+
+async def _write_requests(call: Any, outbox: asyncio.Queue[message.Message]) -> None:
+    """The stream's only writer: one message in flight at a time, in the order queued."""
+    while True:
+        request = await outbox.get()
+        await call.write(request)
 
 
 def _resource_name(packed: any_pb2.Any) -> str:
