@@ -9,6 +9,11 @@ trace) are encoded up front, then sent in batches by `--concurrency` concurrent 
 ends when the last batch is acknowledged (acknowledged = stored). Reported per format: the
 median spans/s over `--repeats` runs with min..max, the server's CPU seconds per 10 000 spans
 (the client shares the machine, so this is the steadier figure) and its RSS after the runs.
+
+Baseline, in the same run and interleaved with the store's runs: the same OTLP/HTTP protobuf
+bodies POSTed by the same client to a trivial aiohttp server in its own process that reads the
+body and answers an empty 200 (`baseline-http-post`). Its spans/s is the most the client and
+aiohttp's HTTP path carry here; the store's `x base` column is its share of that.
 The last stdout line is one JSON object.
 """
 
@@ -52,6 +57,22 @@ from bench.common import (
 SPANS_PER_TRACE = 5
 SERVICES = tuple(f"bench-{i}" for i in range(SPANS_PER_TRACE))
 FORMATS = ("otlp-http-protobuf", "otlp-http-json", "otlp-grpc", "zipkin-v2-json")
+BASELINE = "baseline-http-post"
+
+# The baseline server: aiohttp, reads each body, stores nothing, answers 200 with no body.
+_BASELINE_SERVER = """
+import sys
+from aiohttp import web
+
+async def accept(request):
+    await request.read()
+    return web.Response(content_type="application/x-protobuf")
+
+app = web.Application(client_max_size=64 * 1024 * 1024)
+app.router.add_post("/v1/traces", accept)
+app.router.add_get("/healthz", accept)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
 
 Send = Callable[[Any], Awaitable[None]]
 
@@ -83,7 +104,8 @@ class Server:
     def health(self) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.query}/healthz"
         with urllib.request.urlopen(url, timeout=10) as r:
-            health: dict[str, Any] = json.loads(r.read())
+            body = r.read()
+            health: dict[str, Any] = json.loads(body) if body else {}
             return health
 
 
@@ -97,20 +119,31 @@ def start_server(max_traces: int, log_path: Path) -> Server:
         strict=True,
     ):
         argv += [flag, str(port)]
+    return _until_healthy(argv, ports, log_path)
+
+
+def start_baseline(log_path: Path) -> Server:
+    """The trivial aiohttp endpoint: one port serves both the POSTs and the health check."""
+    port = free_port()
+    argv = [sys.executable, "-c", _BASELINE_SERVER, str(port)]
+    return _until_healthy(argv, [port, 0, 0, port], log_path)
+
+
+def _until_healthy(argv: list[str], ports: list[int], log_path: Path) -> Server:
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(proc, *ports)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"trellis tracing exited:\n{log_path.read_text()}")
+            raise SystemExit(f"{argv[0]} exited:\n{log_path.read_text()}")
         try:
             server.health()
             return server
         except OSError:
             time.sleep(0.05)
     stop_server(server)
-    raise SystemExit("trellis tracing did not become ready in 30 s")
+    raise SystemExit(f"{argv[0]} did not become ready in 30 s")
 
 
 def stop_server(server: Server) -> None:
@@ -223,27 +256,35 @@ def _http_target(server: Server, fmt: str) -> tuple[str, str, int]:
     return otlp, "application/x-protobuf", 200
 
 
-def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+def measure(args: argparse.Namespace, server: Server, baseline: Server) -> dict[str, Any]:
+    """Each repeat runs every format and then the baseline, so load drift hits all alike."""
+    rates: dict[str, list[float]] = {fmt: [] for fmt in (*FORMATS, BASELINE)}
+    cpu_per_10k: dict[str, list[float]] = {fmt: [] for fmt in rates}
     next_trace = 1
-    for fmt in FORMATS:
-        rates, cpu_per_10k = [], []
-        for _ in range(args.repeats):
+    for _ in range(args.repeats):
+        for fmt in (*FORMATS, BASELINE):
+            target = baseline if fmt == BASELINE else server
             requests = batches(next_trace, args.spans, args.batch)
-            bodies = encode(fmt, requests)
+            wire = "otlp-http-protobuf" if fmt == BASELINE else fmt
+            bodies = encode(wire, requests)
             sent = sum(
                 len(s.spans) for r in requests for rs in r.resource_spans for s in rs.scope_spans
             )
             next_trace += sent // SPANS_PER_TRACE + 1
-            cpu_before = cpu_seconds(server.proc.pid)
-            elapsed = asyncio.run(run_format(server, fmt, bodies, args.concurrency))
-            rates.append(sent / elapsed)
-            cpu_per_10k.append((cpu_seconds(server.proc.pid) - cpu_before) / sent * 10_000)
+            cpu_before = cpu_seconds(target.proc.pid)
+            elapsed = asyncio.run(run_format(target, wire, bodies, args.concurrency))
+            rates[fmt].append(sent / elapsed)
+            cpu_per_10k[fmt].append((cpu_seconds(target.proc.pid) - cpu_before) / sent * 10_000)
             log(f"{fmt}: {sent} spans in {elapsed:.2f} s ({sent / elapsed:.0f} spans/s)")
+    results: dict[str, Any] = {}
+    base_median = Spread.of(rates[BASELINE]).as_dict()["median"]
+    for fmt, target in [*((f, server) for f in FORMATS), (BASELINE, baseline)]:
+        spread = Spread.of(rates[fmt]).as_dict()
         results[fmt] = {
-            "spans_per_s": Spread.of(rates).as_dict(),
-            "server_cpu_s_per_10k_spans": Spread.of(cpu_per_10k).as_dict(),
-            **memory_mb(server.proc.pid),
+            "spans_per_s": spread,
+            "x_baseline": round(spread["median"] / base_median, 3),
+            "server_cpu_s_per_10k_spans": Spread.of(cpu_per_10k[fmt]).as_dict(),
+            **memory_mb(target.proc.pid),
         }
     health = server.health()
     if health["rejectedSpans"]:
@@ -260,12 +301,15 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
             args.batch,
             results[fmt]["spans_per_s"]["median"],
             f"{results[fmt]['spans_per_s']['min']:.0f}..{results[fmt]['spans_per_s']['max']:.0f}",
+            results[fmt]["x_baseline"],
             results[fmt]["server_cpu_s_per_10k_spans"]["median"],
             results[fmt]["rss_mb"],
         )
-        for fmt in FORMATS
+        for fmt in (*FORMATS, BASELINE)
     ]
-    headers = ("format", "spans/run", "batch", "spans/s", "min..max", "cpu s/10k", "rss MiB")
+    headers = (
+        "format", "spans/run", "batch", "spans/s", "min..max", "x base", "cpu s/10k", "rss MiB"
+    )  # fmt: skip
     print(table(headers, rows))
 
 
@@ -274,7 +318,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="trellis-bench-tracing-") as tmp:
         server = start_server(args.max_traces, Path(tmp) / "tracing.log")
         try:
-            results = measure(args, server)
+            baseline = start_baseline(Path(tmp) / "baseline.log")
+            try:
+                results = measure(args, server, baseline)
+            finally:
+                stop_server(baseline)
         finally:
             stop_server(server)
     if not args.json:

@@ -27,6 +27,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
+from tests.jaeger_api_schema import validate_answer
 from tests.tracing_payloads import (
     CLIENT,
     SpanSpec,
@@ -73,11 +74,15 @@ class TracingProcess:
         return f"http://127.0.0.1:{port}{path}"
 
     def get(self, path: str) -> tuple[int, Any]:
+        """GET from the query port; every Jaeger API answer must meet Jaeger's schema."""
         try:
             with urllib.request.urlopen(self.url(self.query, path), timeout=10) as r:
-                return r.status, json.loads(r.read())
+                status, body = r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+            status, body = e.code, json.loads(e.read())
+        if path.startswith("/api/"):
+            validate_answer(path, status, body)
+        return status, body
 
     def rss_kib(self) -> int:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -364,7 +369,9 @@ def _burst_bodies(start: int) -> list[bytes]:
     return bodies
 
 
-async def _send_concurrently(server: TracingProcess, bodies: list[bytes]) -> None:
+async def _send_concurrently(
+    server: TracingProcess, bodies: list[bytes], *, senders: int = 8
+) -> None:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -376,5 +383,70 @@ async def _send_concurrently(server: TracingProcess, bodies: list[bytes]) -> Non
             assert not ExportTraceServiceResponse.FromString(reply).HasField("partial_success")
 
     async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
-        for _ in range(8):
+        for _ in range(senders):
             group.create_task(sender(session))
+
+
+SMALL_BOUND = 100
+FLOOD_SPANS = 50_000
+FLOOD_TRACES_PER_REQUEST = 50
+RSS_LIMIT_KIB = 300 * 1024  # a resource bound, far below what 50 000 stored spans would take
+
+
+def _flood_bodies(first_trace: int, traces: int, start: int) -> list[bytes]:
+    """Whole traces per request (5 Envoy-sized spans each), trace IDs first_trace.. in order."""
+    services = tuple(f"flood-{i}" for i in range(SPANS_PER_TRACE))
+    bodies = []
+    last = first_trace + traces
+    for first in range(first_trace, last, FLOOD_TRACES_PER_REQUEST):
+        ids = range(first, min(first + FLOOD_TRACES_PER_REQUEST, last))
+        specs = [
+            span
+            for trace_id in ids
+            for span in chain_trace(trace_id, services, start_ns=start, envoy_like=True)
+        ]
+        bodies.append(otlp_request(specs).SerializeToString())
+    return bodies
+
+
+async def test_50000_spans_into_100_traces_bounded_complete_oldest_evicted(log_dir: Path) -> None:
+    for server in run_tracing(log_dir / "flood.log", "--max-traces", str(SMALL_BOUND)):
+        start = now_ns()
+        flood_traces = FLOOD_SPANS // SPANS_PER_TRACE
+        rss_before = server.rss_kib()
+        await _send_concurrently(server, _flood_bodies(1, flood_traces, start))
+        rss_after = server.rss_kib()
+        assert rss_after < RSS_LIMIT_KIB, (rss_before, rss_after)
+
+        _, health = server.get("/healthz")
+        assert health["traces"] <= SMALL_BOUND
+        assert health["evictedTraces"] == flood_traces - health["traces"]
+        assert health["rejectedSpans"] == 0
+        _assert_listed_traces_complete(server, "flood-0", set(range(1, flood_traces + 1)))
+
+        # Then three requests one after another: the first is evicted, the last two stay.
+        tail = _flood_bodies(flood_traces + 1, 3 * FLOOD_TRACES_PER_REQUEST, start)
+        await _send_concurrently(server, tail, senders=1)
+        kept = range(flood_traces + 1 + FLOOD_TRACES_PER_REQUEST, flood_traces + 1 + 150)
+        listed = _assert_listed_traces_complete(server, "flood-0", set(kept))
+        assert listed == set(kept)
+        assert server.get(f"/api/traces/{flood_traces + 1:x}")[0] == 404
+
+
+def _assert_listed_traces_complete(
+    server: TracingProcess, service: str, sent: set[int]
+) -> set[int]:
+    """Every trace /api/traces lists was sent and holds all the spans sent for it."""
+    status, body = server.get(f"/api/traces?service={service}&lookback=1h&limit=100000")
+    assert status == 200
+    assert 0 < len(body["data"]) <= SMALL_BOUND
+    listed = set()
+    for trace in body["data"]:
+        trace_id = int(trace["traceID"], 16)
+        assert trace_id in sent
+        assert len(trace["spans"]) == SPANS_PER_TRACE
+        ids = {span["spanID"] for span in trace["spans"]}
+        parents = {ref["spanID"] for span in trace["spans"] for ref in span["references"]}
+        assert parents <= ids  # no orphans: every parent is in the trace
+        listed.add(trace_id)
+    return listed

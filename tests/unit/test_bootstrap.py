@@ -188,3 +188,10 @@ def test_stats_matcher_drops_the_rest() -> None:
 def test_bootstrap_is_plain_json() -> None:
     bootstrap = build_bootstrap(_opts())
     assert json.loads(json.dumps(bootstrap)) == bootstrap
+
+
+def test_spans_are_exported_every_second_and_the_admin_runtime_layer_stays() -> None:
+    layers = build_bootstrap(_opts())["layered_runtime"]["layers"]
+    static = next(layer["static_layer"] for layer in layers if "static_layer" in layer)
+    assert static["tracing.opentelemetry.flush_interval_ms"] == 1000
+    assert any("admin_layer" in layer for layer in layers)

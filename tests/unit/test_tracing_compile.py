@@ -192,3 +192,33 @@ def test_telemetry_modes_pick_the_side_and_can_turn_spans_off(tmp_path: Path) ->
     assert outbound and all(not m.HasField("tracing") for m in outbound)
     cached = dict(state.generate(REVIEWS, xds_types.LISTENER))
     assert cached["0.0.0.0_9080"] == listeners["0.0.0.0_9080"]
+
+
+CUSTOM_TAGS = """
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: tags, namespace: default}
+spec:
+  tracing:
+  - customTags:
+      team: {literal: {value: bookstore}}
+      user: {header: {name: end-user, defaultValue: anonymous}}
+      zone: {environment: {name: ZONE}}
+"""
+
+
+def test_telemetry_custom_tags_become_envoy_custom_tags_on_both_sides(tmp_path: Path) -> None:
+    state = _state(tmp_path, TRACED)
+    state.apply(parse_documents(CUSTOM_TAGS))
+    listeners = dict(compile_resources(REVIEWS, state.push, xds_types.LISTENER))
+    managers = _managers({"in": listeners["virtualInbound"], "out": listeners["0.0.0.0_9080"]})
+    assert len(managers) >= 2
+    for manager in managers:
+        tags = {tag.tag: tag for tag in manager.tracing.custom_tags}
+        assert sorted(tags) == ["team", "user", "zone"]
+        assert tags["team"].literal.value == "bookstore"
+        assert tags["user"].request_header.name == "end-user"
+        assert tags["user"].request_header.default_value == "anonymous"
+        assert tags["zone"].environment.name == "ZONE"
+    cached = dict(state.generate(REVIEWS, xds_types.LISTENER))
+    assert cached["0.0.0.0_9080"] == listeners["0.0.0.0_9080"]

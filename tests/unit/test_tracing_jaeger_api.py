@@ -91,6 +91,9 @@ def test_trace_ids_render_as_jaeger_does() -> None:
         ("s", {"type": "string", "value": "s"}),
         (True, {"type": "bool", "value": True}),
         (7, {"type": "int64", "value": 7}),
+        (2**53 - 1, {"type": "int64", "value": 2**53 - 1}),
+        (2**63 - 1, {"type": "int64", "value": "9223372036854775807"}),  # beyond JS precision
+        (-(2**60), {"type": "int64", "value": str(-(2**60))}),
         (1.5, {"type": "float64", "value": 1.5}),
         (b"\x01\x02", {"type": "binary", "value": "AQI="}),
         (float("nan"), {"type": "string", "value": "nan"}),

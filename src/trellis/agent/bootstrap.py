@@ -131,6 +131,24 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         },
         "stats_config": build_stats_config(),
         "overload_manager": _overload_manager(),
+        "layered_runtime": build_layered_runtime(),
+    }
+
+
+# Envoy's OpenTelemetry tracer exports every 5 s by default; 1 s puts a request's spans in the
+# trace store about as soon as its response is back (Jaeger's own clients flush every 1 s).
+# It only sends when spans are buffered, so an idle proxy sends nothing.
+TRACE_FLUSH_INTERVAL_MS = 1000
+
+
+def build_layered_runtime() -> dict[str, Any]:
+    """Static runtime values, plus the admin layer so `/runtime_modify` keeps working."""
+    static = {"tracing.opentelemetry.flush_interval_ms": TRACE_FLUSH_INTERVAL_MS}
+    return {
+        "layers": [
+            {"name": "trellis-static", "static_layer": static},
+            {"name": "admin", "admin_layer": {}},
+        ]
     }
 
 

@@ -7,6 +7,7 @@ Jaeger query for `productpage.default` finds the same traces it would in Istio.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -17,11 +18,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+from envoy.type.tracing.v3 import custom_tag_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import wrappers_pb2
 
 from trellis.api.policy_scope import telemetry_for_workload
-from trellis.api.telemetry import Tracing, WorkloadMode
+from trellis.api.telemetry import CustomTag, Tracing, WorkloadMode
 from trellis.compiler.protos import duration, pack, socket_address
 from trellis.compiler.traffic_policy import HTTP_PROTOCOL_OPTIONS
 from trellis.model.proxy import Proxy
@@ -32,12 +34,30 @@ TRACING_CLUSTER = "tracing-otlp"
 OPENTELEMETRY_TRACER = "envoy.tracers.opentelemetry"
 
 
+class SpanTagSource(enum.Enum):
+    LITERAL = "literal"
+    HEADER = "header"
+    ENVIRONMENT = "environment"
+
+
+@dataclass(frozen=True, slots=True)
+class SpanTag:
+    """A Telemetry `customTags` entry: a literal, or read from a request header or the
+    proxy's environment at request time (`default` when absent)."""
+
+    name: str
+    source: SpanTagSource
+    value: str  # the literal, or the header / environment variable name
+    default: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class HcmTracing:
     """What a proxy's HCMs trace with; hashable, so it can be part of a cache key."""
 
     service_name: str
     sampling: float  # percent of new requests
+    custom_tags: tuple[SpanTag, ...] = ()
 
 
 def hcm_tracing_for(proxy: Proxy, push: PushContext, *, server: bool = False) -> HcmTracing | None:
@@ -51,7 +71,25 @@ def hcm_tracing_for(proxy: Proxy, push: PushContext, *, server: bool = False) ->
     sampling = push.mesh.trace_sampling
     if entry is not None and entry.random_sampling_percentage is not None:
         sampling = entry.random_sampling_percentage
-    return HcmTracing(trace_service_name(proxy), sampling)
+    tags = _span_tags(entry.custom_tags) if entry is not None else ()
+    return HcmTracing(trace_service_name(proxy), sampling, tags)
+
+
+def _span_tags(custom_tags: dict[str, CustomTag]) -> tuple[SpanTag, ...]:
+    """Telemetry `customTags`, sorted by name so equal Telemetries give equal cache keys."""
+    tags = []
+    for name, tag in sorted(custom_tags.items()):
+        if tag.literal is not None:
+            tags.append(SpanTag(name, SpanTagSource.LITERAL, tag.literal.value))
+        elif tag.header is not None:
+            header = tag.header
+            tags.append(
+                SpanTag(name, SpanTagSource.HEADER, header.name, header.default_value or "")
+            )
+        elif tag.environment is not None:
+            env = tag.environment
+            tags.append(SpanTag(name, SpanTagSource.ENVIRONMENT, env.name, env.default_value or ""))
+    return tuple(tags)
 
 
 def _telemetry_tracing(proxy: Proxy, push: PushContext, server: bool) -> Tracing | None:
@@ -82,8 +120,9 @@ def tracing_enabled(mesh: MeshConfig) -> bool:
 
 
 def build_hcm_tracing(tracing: HcmTracing) -> hcm.HttpConnectionManager.Tracing:
-    """Sample `tracing.sampling` percent of new traces; requests arriving with a sampled trace
-    context are traced whatever the percentage (Envoy honours the parent's decision)."""
+    """Sample `tracing.sampling` percent of new traces. A request an upstream Envoy already
+    sampled keeps that decision (Envoy marks it in the x-request-id it forwards); an app's
+    `traceparent` alone does not override this percentage (docs/DECISIONS.md, Tracing)."""
     tracer = opentelemetry_pb2.OpenTelemetryConfig(
         grpc_service=grpc_service_pb2.GrpcService(
             envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=TRACING_CLUSTER),
@@ -95,7 +134,20 @@ def build_hcm_tracing(tracing: HcmTracing) -> hcm.HttpConnectionManager.Tracing:
         random_sampling=percent_pb2.Percent(value=tracing.sampling),
         spawn_upstream_span=wrappers_pb2.BoolValue(value=False),
         provider=http_tracer_pb2.Tracing.Http(name=OPENTELEMETRY_TRACER, typed_config=pack(tracer)),
+        custom_tags=[build_custom_tag(tag) for tag in tracing.custom_tags],
     )
+
+
+def build_custom_tag(tag: SpanTag) -> custom_tag_pb2.CustomTag:
+    """Envoy evaluates header and environment tags itself, per span: no Python per request."""
+    if tag.source is SpanTagSource.HEADER:
+        header = custom_tag_pb2.CustomTag.Header(name=tag.value, default_value=tag.default)
+        return custom_tag_pb2.CustomTag(tag=tag.name, request_header=header)
+    if tag.source is SpanTagSource.ENVIRONMENT:
+        env = custom_tag_pb2.CustomTag.Environment(name=tag.value, default_value=tag.default)
+        return custom_tag_pb2.CustomTag(tag=tag.name, environment=env)
+    literal = custom_tag_pb2.CustomTag.Literal(value=tag.value)
+    return custom_tag_pb2.CustomTag(tag=tag.name, literal=literal)
 
 
 def build_tracing_clusters(mesh: MeshConfig) -> list[cluster_pb2.Cluster]:

@@ -28,6 +28,9 @@ from trellis.tracing.model import (
 )
 
 JsonObject = dict[str, Any]
+# JavaScript numbers hold integers exactly only up to 2**53 - 1; Jaeger writes larger int64
+# tag values as decimal strings (still typed int64) so its UI does not round them.
+JS_MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def envelope(data: Any, *, total: int = 0, errors: list[JsonObject] | None = None) -> JsonObject:
@@ -94,7 +97,8 @@ def encode_tag(tag: Tag) -> JsonObject:
     if isinstance(value, bool):
         return {"key": tag.key, "type": "bool", "value": value}
     if isinstance(value, int):
-        return {"key": tag.key, "type": "int64", "value": value}
+        exact = value if abs(value) <= JS_MAX_SAFE_INTEGER else str(value)
+        return {"key": tag.key, "type": "int64", "value": exact}
     if isinstance(value, float):
         if not math.isfinite(value):  # JSON has no NaN/Infinity; Jaeger would fail to encode
             return {"key": tag.key, "type": "string", "value": str(value)}

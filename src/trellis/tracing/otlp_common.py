@@ -67,9 +67,25 @@ class OtlpSpanParts:
     trace_state: str
 
 
+# Most string tags of a proxy's spans repeat from span to span (method, node, cluster, flags,
+# user agent...). Sharing one immutable Tag per (key, value) makes decoding several times
+# cheaper than building each (a frozen dataclass costs ~1.8 us, a dict hit ~0.1 us) and a full
+# store smaller. Bounded: emptied when it reaches the limit, so unique values (request IDs)
+# cannot grow it without end. Only strings: True == 1 would otherwise collide with ints.
+_SHARED_TAGS: dict[tuple[str, str], Tag] = {}
+SHARED_TAGS_LIMIT = 16_384
+
+
 def make_tag(key: str, value: TagValue) -> Tag:
-    # Keys repeat in every span; interning them keeps a full store noticeably smaller.
-    return Tag(sys.intern(key), value)
+    if type(value) is not str:
+        return Tag(sys.intern(key), value)
+    tag = _SHARED_TAGS.get((key, value))
+    if tag is None:
+        if len(_SHARED_TAGS) >= SHARED_TAGS_LIMIT:
+            _SHARED_TAGS.clear()
+        # Keys repeat in every span; interning them keeps a full store noticeably smaller.
+        tag = _SHARED_TAGS[(key, value)] = Tag(sys.intern(key), value)
+    return tag
 
 
 def process_from_resource(attributes: Iterable[Tag]) -> Process:

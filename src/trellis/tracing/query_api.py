@@ -3,16 +3,20 @@
 Routes as Jaeger registers them: `/api/services`, `/api/services/{service}/operations`,
 `/api/operations?service=&spanKind=`, `/api/traces` (search, or `?traceID=` lookups),
 `/api/traces/{traceID}` and `/api/dependencies`. Trellis adds `/healthz` with the store's
-counters (readiness for `trellis up`, and the numbers an operator wants when traces vanish).
+counters (readiness for `trellis up`, and the numbers an operator wants when traces vanish),
+and `/api/openapi.json`, the OpenAPI document of every trace-store route (openapi.yaml).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from trellis.tracing.jaeger_json import (
@@ -32,6 +36,7 @@ from trellis.tracing.query import (
 from trellis.tracing.store import TraceStore
 
 Clock = Callable[[], float]
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 
 
 def query_app(store: TraceStore, *, clock: Clock = time.time) -> web.Application:
@@ -44,7 +49,19 @@ def query_app(store: TraceStore, *, clock: Clock = time.time) -> web.Application
     app.router.add_get("/api/traces/{trace_id}", api.trace)
     app.router.add_get("/api/dependencies", api.dependencies)
     app.router.add_get("/healthz", api.health)
+    app.router.add_get("/api/openapi.json", _openapi)
     return app
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The trace store's OpenAPI document (openapi.yaml beside this module)."""
+    document: dict[str, Any] = yaml.safe_load(OPENAPI_PATH.read_text())
+    return document
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
 
 
 def json_response(document: Any, *, status: int = 200) -> web.Response:
