@@ -93,6 +93,10 @@ class Cluster:
     def __init__(self, api: ApiClient) -> None:
         self._api = api
 
+    @property
+    def api(self) -> ApiClient:
+        return self._api
+
     async def _call(self, path: str, method: str, **kwargs: Any) -> Any:
         return await self._api.call_api(
             path,

@@ -59,6 +59,9 @@ def trellisd_objects(spec: InstallSpec) -> list[dict[str, Any]]:
         "--xds-address", "0.0.0.0:15010",
         "--no-hosts",
         "--trace-sampling", f"{sampling:g}",
+        "--kubernetes",
+        "--kube-namespace", ns,
+        "--webhook-address", "0.0.0.0:15017",
     ]  # fmt: skip
     if spec.values.tracing.enabled:
         args += ["--tracing-address", f"tracing.{ns}.svc:4317"]

@@ -28,6 +28,7 @@ from trellis.kube.installer import read_record
 from trellis.kube.leader import Singleton
 from trellis.kube.options import KubeOptions
 from trellis.kube.overlay import build_spec
+from trellis.kube.root_cert import RootCertPublisher
 from trellis.kube.webhook_ca import keep_ca_bundle, serving_context
 
 log = logging.getLogger("trellisd.kube")
@@ -66,7 +67,14 @@ async def run_kubernetes(
             namespace=options.namespace, identity=options.identity or socket.gethostname()
         )
         controller = KubeController(api, state, settings)
-        bundle = functools.partial(keep_ca_bundle, api, options.namespace, ca.root_bundle_pem())
+        root = ca.root_bundle_pem()
+        bundle = functools.partial(keep_ca_bundle, api, options.namespace, root)
+        registry = controller.registry
+
+        def namespaces() -> list[str]:
+            return list(registry.namespaces.objects)
+
+        publish_root = functools.partial(RootCertPublisher(api, root).run, namespaces)
         if options.webhook_host:
             injector = Injector(
                 await inject_settings(api, options.namespace), _labels_of(controller)
@@ -81,7 +89,7 @@ async def run_kubernetes(
             log.info(
                 "event=webhooks-listening address=%s:%d", options.webhook_host, options.webhook_port
             )
-        await controller.run([*singletons, bundle])
+        await controller.run([*singletons, bundle, publish_root])
     finally:
         if runner is not None:
             with contextlib.suppress(Exception):

@@ -170,4 +170,7 @@ async def precheck(cluster: Cluster, namespace: str) -> list[str]:
             f"Istio's istiod runs in {namespace}: uninstall Istio first (`istioctl uninstall --purge`); "
             "Trellis reads the same CRDs and would fight it over the webhooks"
         )
+    from trellis.kube.precheck import cluster_precheck
+
+    problems += await cluster_precheck(cluster.api, namespace)
     return problems

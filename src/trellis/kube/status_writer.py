@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio.client import ApiClient, ApiException
 
 from trellis.kube.config_sync import ConfigSync
@@ -95,7 +96,7 @@ class StatusWriter:
         while True:
             try:
                 await self.write_round()
-            except (ApiException, OSError) as err:
+            except (ApiException, aiohttp.ClientError, OSError) as err:
                 log.warning("event=status-write-failed error=%r", str(err))
             await asyncio.sleep(every_seconds)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio.client import ApiClient, ApiException
 
 from trellis.ca.authority import CertificateAuthority
@@ -71,10 +72,8 @@ async def keep_ca_bundle(api: ApiClient, namespace: str, root_pem: bytes) -> Non
     while True:
         try:
             await write_ca_bundle(api, namespace, root_pem)
-        except ApiException as err:
-            log.warning(
-                "event=webhook-ca-bundle-failed status=%s reason=%r", err.status, err.reason
-            )
+        except (ApiException, aiohttp.ClientError, OSError) as err:
+            log.warning("event=webhook-ca-bundle-failed error=%r", str(err))
         await asyncio.sleep(60)
 
 
