@@ -12,11 +12,6 @@ from playwright.sync_api import Browser, BrowserType, Page, expect, sync_playwri
 
 from tests.console.fixture_server import AppThread, build_fixture_app
 
-# The shared Bookinfo mesh for test_console_real.py. Imported, not redefined: a run of
-# tests/e2e and tests/console together starts this fixture once per directory, so prefer
-# running them separately (or move `bookinfo` up to tests/conftest.py).
-from tests.e2e.conftest import bookinfo  # noqa: F401
-
 CHROMIUM = "/usr/bin/chromium"
 # Playwright's own browser builds cannot be downloaded here; Debian's chromium works with
 # Playwright's CDP driver when these flags keep it from phoning home.

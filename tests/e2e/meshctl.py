@@ -350,3 +350,10 @@ def applied(mesh: Mesh, text: str) -> Iterator[None]:
         yield
     finally:
         mesh.cli("delete", "-f", "-", input=text, check=False)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
