@@ -70,7 +70,7 @@ class FakeApiServer:
     def __init__(self, *, version: tuple[str, str] = ("1", "31")) -> None:
         self.version = version
         self.store = ObjectStore()
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path with query) of REST calls
         self.watch_requests: list[dict[str, str]] = []
         # (verb, group, resource) the caller may not do (SelfSubjectAccessReview answers)
         self.denied: set[tuple[str, str, str]] = set()
@@ -118,6 +118,14 @@ class FakeApiServer:
     def object_set(self) -> set[tuple[str, str, str, str]]:
         """(apiVersion, kind, namespace, name) of every stored object: compare before/after."""
         return {(o["apiVersion"], o["kind"], k[2], k[3]) for k, o in self.store.objects.items()}
+
+    def objects(self) -> list[dict[str, Any]]:
+        """A copy of every stored object (with apiVersion and kind), in key order."""
+        return [copy.deepcopy(obj) for _, obj in sorted(self.store.objects.items())]
+
+    def names(self, kind: str) -> set[str]:
+        """Names of the stored objects of one kind, in every namespace."""
+        return {k[3] for k, o in self.store.objects.items() if o.get("kind") == kind}
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -338,7 +346,8 @@ class FakeApiServer:
                 while (item := await watcher.queue.get()) is not None:
                     if item == "BOOKMARK":
                         if bookmarks:
-                            mark = {"kind": call.rtype.kind, "apiVersion": call.api_version}
+                            mark: dict[str, Any] = {"kind": call.rtype.kind}
+                            mark["apiVersion"] = call.api_version
                             mark["metadata"] = {"resourceVersion": str(self.store.revision)}
                             await _send(response, "BOOKMARK", mark)
                     elif not isinstance(item, str) and selected(item.object, selector):

@@ -26,6 +26,9 @@ class Event:
     object: dict[str, Any]
 
 
+Events = list[Event]  # an alias: inside ObjectStore, `list` is its method
+
+
 @dataclass(slots=True, eq=False)
 class Watcher:
     """One open watch: which collection, and a queue of events (None = close the stream)."""
@@ -109,7 +112,7 @@ class ObjectStore:
             if watcher.wants(event.key):
                 watcher.queue.put_nowait(event)
 
-    def events_since(self, version: int, watcher: Watcher) -> list[Event]:
+    def events_since(self, version: int, watcher: Watcher) -> Events:
         return [e for e in self.log if e.resource_version > version and watcher.wants(e.key)]
 
     # -- test hooks ------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""The installer's install/upgrade/uninstall against the full fake API server (tests/kube_fake:
-CRD-gated custom resources, watches, namespace deletion), through kubernetes_asyncio."""
+"""The installer against the full fake API server (tests/kube_fake: CRD-gated custom
+resources, namespace deletion) with a user's namespace present: the purge round trip, and
+cluster_precheck's webhook and permission checks. Upgrade, pruning, verify and uninstall
+without purge are in tests/unit/test_kube_installer.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from tests.kube_fake import FakeApiServer, running_fake
 from tests.kube_fake.client import create, namespace
 
 from trellis.kube.cluster import Cluster, connect
-from trellis.kube.installer import install, uninstall, verify_install
+from trellis.kube.installer import install, uninstall
 from trellis.kube.overlay import build_spec
 from trellis.kube.precheck import cluster_precheck
 
@@ -38,35 +40,6 @@ async def test_install_then_uninstall_purge_leaves_the_cluster_as_before(
     assert {(r.api_version, r.kind, r.namespace, r.name) for r in record.objects} <= installed
     await uninstall(kube, "istio-system", purge=True)
     assert fake.object_set() == before
-
-
-async def test_uninstall_without_purge_keeps_only_crds_and_namespace(
-    cluster: tuple[FakeApiServer, Cluster],
-) -> None:
-    fake, kube = cluster
-    before = fake.object_set()
-    await install(kube, build_spec(profile="default", overlays=[], sets=[]))
-    await uninstall(kube, "istio-system")
-    left = {kind for _, kind, _, _ in fake.object_set() - before}
-    assert left == {"CustomResourceDefinition", "Namespace"}
-
-
-async def test_upgrade_prunes_what_is_no_longer_rendered_and_verify_sees_readiness(
-    cluster: tuple[FakeApiServer, Cluster],
-) -> None:
-    fake, kube = cluster
-    await install(kube, build_spec(profile="demo", overlays=[], sets=[]))
-    assert await verify_install(kube, "istio-system")  # Deployments not available yet
-    fake.settle()
-    assert await verify_install(kube, "istio-system") == []
-
-    def deployments() -> set[str]:
-        return {name for _, kind, _, name in fake.object_set() if kind == "Deployment"}
-
-    assert any("egress" in name for name in deployments())
-    off = ["components.egressGateways[0].enabled=false"]
-    await install(kube, build_spec(profile="demo", overlays=[], sets=off), upgrade=True)
-    assert not any("egress" in name for name in deployments())
 
 
 async def test_precheck_finds_istio_webhooks_and_missing_permissions(

@@ -1,5 +1,8 @@
 """install / upgrade / uninstall / verify-install / precheck against the fake API server
-(tests/fake_kube_api.py) through the real kubernetes_asyncio client over HTTP."""
+(tests/kube_fake) through the real kubernetes_asyncio client over HTTP.
+
+tests/unit/test_kube_cluster_install.py has the purge round trip and cluster_precheck's own
+checks; this file has everything else the installer and its CLI promise."""
 
 from __future__ import annotations
 
@@ -11,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from aiohttp import web
-from kubernetes_asyncio.client import ApiClient, Configuration
-from tests.fake_kube_api import FakeKubeApi
+from tests.kube_fake import FakeApiServer, running_fake
 
 from trellis.errors import NotFound
-from trellis.kube.cluster import Cluster, KubeApiError, ObjectRef
+from trellis.kube.cluster import Cluster, KubeApiError, ObjectRef, connect
 from trellis.kube.installer import (
     RECORD_NAME,
     install,
@@ -32,34 +32,28 @@ from trellis.kube.overlay import build_spec
 
 @dataclass
 class Server:
-    fake: FakeKubeApi
-    url: str
+    fake: FakeApiServer
+    kubeconfig: Path
     cluster: Cluster
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    fake = FakeKubeApi()
-    runner = web.AppRunner(fake.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    url = f"http://127.0.0.1:{port}"
-    api = ApiClient(configuration=Configuration(host=url))
-    try:
-        yield Server(fake, url, Cluster(api))
-    finally:
-        await api.close()
-        await runner.cleanup()
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    kubeconfig = tmp_path / "kubeconfig"
+    async with running_fake(kubeconfig) as fake:
+        api = await connect(kubeconfig)
+        try:
+            yield Server(fake, kubeconfig, Cluster(api))
+        finally:
+            await api.close()
 
 
 def _refs(objects: list[dict[str, Any]]) -> set[ObjectRef]:
     return {ObjectRef.of(obj) for obj in objects}
 
 
-def _stored(fake: FakeKubeApi) -> set[ObjectRef]:
-    return {ObjectRef.of(obj) for obj in fake.objects.values()}
+def _stored(fake: FakeApiServer) -> set[ObjectRef]:
+    return {ObjectRef.of(obj) for obj in fake.objects()}
 
 
 async def test_install_applies_every_rendered_object_and_records_it(server: Server) -> None:
@@ -151,18 +145,12 @@ async def test_uninstall_removes_exactly_what_install_created(server: Server) ->
     assert not any(ref.kind in ("CustomResourceDefinition", "Namespace") for ref in deleted)
 
 
-async def test_uninstall_purge_also_removes_crds_and_namespace(server: Server) -> None:
-    await install(server.cluster, build_spec())
-    await uninstall(server.cluster, "istio-system", purge=True)
-    assert _stored(server.fake) == set()
-
-
 async def test_uninstall_without_install_is_an_error(server: Server) -> None:
     with pytest.raises(NotFound, match="not installed"):
         await uninstall(server.cluster, "istio-system")
 
 
-async def test_precheck_flags_old_kubernetes_and_istio(server: Server) -> None:
+async def test_precheck_flags_old_kubernetes_istio_and_missing_permissions(server: Server) -> None:
     assert await precheck(server.cluster, "istio-system") == []
     server.fake.version = ("1", "29+")
     await server.cluster.apply(
@@ -175,9 +163,12 @@ async def test_precheck_flags_old_kubernetes_and_istio(server: Server) -> None:
         "spec": {},
     }
     await server.cluster.apply(istiod)
+    server.fake.denied.add(("create", "apiextensions.k8s.io", "customresourcedefinitions"))
     problems = await precheck(server.cluster, "istio-system")
-    assert any("Kubernetes 1.29 is too old" in p for p in problems)
-    assert any("istiod" in p for p in problems)
+    assert len(problems) == 3
+    assert "Kubernetes 1.29 is too old" in problems[0]
+    assert "istiod" in problems[1]
+    assert "you may not create customresourcedefinitions.apiextensions.k8s.io" in problems[2]
 
 
 async def test_api_errors_carry_the_servers_message(server: Server) -> None:
@@ -193,23 +184,6 @@ async def test_api_errors_carry_the_servers_message(server: Server) -> None:
         await server.cluster.apply(orphan)
 
 
-def _kubeconfig(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": url}}],
-                "users": [{"name": "me", "user": {"token": "test-token"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
-
-
 async def _trellis(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -223,10 +197,8 @@ async def _trellis(*args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_cli_install_verify_uninstall_with_a_kubeconfig(
-    server: Server, tmp_path: Path
-) -> None:
-    config = str(_kubeconfig(tmp_path, server.url))
+async def test_cli_install_verify_uninstall_with_a_kubeconfig(server: Server) -> None:
+    config = str(server.kubeconfig)
     code, out, err = await _trellis("install", "--profile", "minimal", "--kubeconfig", config)
     assert code == 0, err
     assert "✔ Trellis installed in istio-system: profile minimal" in out
@@ -239,10 +211,8 @@ async def test_cli_install_verify_uninstall_with_a_kubeconfig(
     assert code == 0 and "nothing to do" in out, err
 
 
-async def test_cli_precheck_failure_is_one_clear_message(server: Server, tmp_path: Path) -> None:
+async def test_cli_precheck_failure_is_one_clear_message(server: Server) -> None:
     server.fake.version = ("1", "27")
-    code, _, err = await _trellis(
-        "x", "precheck", "--kubeconfig", str(_kubeconfig(tmp_path, server.url))
-    )
+    code, _, err = await _trellis("x", "precheck", "--kubeconfig", str(server.kubeconfig))
     assert code == 1
     assert "Kubernetes 1.27 is too old" in err and "Traceback" not in err

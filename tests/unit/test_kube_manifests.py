@@ -95,7 +95,7 @@ def test_crds_cover_istios_api_with_istios_versions() -> None:
 def test_trellisd_service_exposes_xds_metrics_and_webhook_ports() -> None:
     service = _by_kind(render_objects(build_spec()), "Service")["trellisd"]
     ports = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
-    assert ports == {15010: 15010, 15012: 15012, 15014: 15014, 443: 15017}
+    assert ports == {15010: 15010, 15012: 15010, 15014: 15014, 443: 15017}  # one xDS port, TLS
 
 
 def test_ingress_gateway_is_a_load_balancer_with_status_http_https() -> None:
@@ -124,13 +124,15 @@ def test_demo_samples_every_trace_and_sends_traces_to_the_store() -> None:
     assert args[args.index("--tracing-address") + 1] == "tracing.istio-system.svc:4317"
 
 
-def test_console_runs_as_kiali_with_token_login() -> None:
-    objects = render_objects(build_spec(profile="demo"))
+def test_console_runs_as_kiali_with_the_allowed_roles() -> None:
+    objects = render_objects(
+        build_spec(profile="demo", sets=["values.console.rbac.allowedRoles[0]=view"])
+    )
     assert "kiali" in _by_kind(objects, "ServiceAccount")
     console = _by_kind(objects, "Deployment")["kiali"]["spec"]["template"]["spec"]
     assert console["serviceAccountName"] == "kiali"
     args = console["containers"][0]["args"]
-    assert args[args.index("--auth") + 1] == "token"
+    assert args[args.index("--console-roles") + 1] == "view"
 
 
 def test_mesh_roles_aggregate_into_admin_edit_view() -> None:

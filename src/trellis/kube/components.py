@@ -35,11 +35,15 @@ from trellis.kube.spec import (
 )
 
 TRELLISD = "trellisd"
+STATE_DIR = "/var/lib/trellis"  # an emptyDir in trellisd's and the console's pods
 WEBHOOK_PORT = 15017
+MONITORING_PORT = 15014
 _TRELLISD_PORTS = [
+    # trellisd serves one xDS port and it is always TLS + token (Istio's 15012 semantics); the
+    # Service keeps Istio's two port numbers so proxies configured for either reach it.
     ServicePort(name="grpc-xds", port=15010, targetPort=15010),
-    ServicePort(name="https-dns", port=15012, targetPort=15012),
-    ServicePort(name="http-monitoring", port=15014, targetPort=15014),
+    ServicePort(name="https-dns", port=15012, targetPort=15010),
+    ServicePort(name="http-monitoring", port=MONITORING_PORT, targetPort=MONITORING_PORT),
     ServicePort(name="https-webhook", port=443, targetPort=WEBHOOK_PORT),
 ]
 
@@ -50,21 +54,31 @@ def mesh_config(spec: InstallSpec) -> dict[str, Any]:
     return config_map("istio", spec.namespace, labels(TRELLISD), {"mesh": mesh})
 
 
-def trellisd_objects(spec: InstallSpec) -> list[dict[str, Any]]:
+def trellisd_args(spec: InstallSpec) -> list[str]:
+    """trellisd's flags (`build_parser` in src/trellis/controlplane/app.py). trellisd does not
+    read the `istio` ConfigMap, so the mesh settings it needs are passed here."""
     ns = spec.namespace
-    lab = labels(TRELLISD, istio="pilot")
     sampling = spec.meshConfig.defaultConfig.tracing.sampling
     args = [
-        "--state-dir", "/var/lib/trellis",
+        "--state-dir", STATE_DIR,
         "--xds-address", "0.0.0.0:15010",
         "--no-hosts",
         "--trace-sampling", f"{sampling:g}",
+        "--outbound-traffic-policy", spec.meshConfig.outboundTrafficPolicy.mode.value,
+        "--monitoring-address", f"0.0.0.0:{MONITORING_PORT}",
         "--kubernetes",
         "--kube-namespace", ns,
-        "--webhook-address", "0.0.0.0:15017",
+        "--webhook-address", f"0.0.0.0:{WEBHOOK_PORT}",
     ]  # fmt: skip
     if spec.values.tracing.enabled:
         args += ["--tracing-address", f"tracing.{ns}.svc:4317"]
+    return args
+
+
+def trellisd_objects(spec: InstallSpec) -> list[dict[str, Any]]:
+    ns = spec.namespace
+    lab = labels(TRELLISD, istio="pilot")
+    args = trellisd_args(spec)
     container: dict[str, Any] = {
         "name": "discovery",
         "image": spec.image(spec.values.pilot.image),
@@ -74,9 +88,10 @@ def trellisd_objects(spec: InstallSpec) -> list[dict[str, Any]]:
         "ports": [
             {"name": p.name, "containerPort": p.targetPort, "protocol": "TCP"}
             for p in _TRELLISD_PORTS
+            if p.port == p.targetPort or p.targetPort != 15010  # one entry per container port
         ],
         "readinessProbe": {"tcpSocket": {"port": 15010}, "periodSeconds": 3},
-        "volumeMounts": [{"name": "state", "mountPath": "/var/lib/trellis"}],
+        "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 1337,
@@ -169,15 +184,9 @@ def console_objects(spec: InstallSpec) -> list[dict[str, Any]]:
         "image": spec.image(console.image),
         "imagePullPolicy": spec.values.global_.imagePullPolicy,
         "command": ["trellis", "console"],
-        "args": [
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(CONSOLE_PORT),
-            "--auth",
-            console.auth.strategy.value,
-        ],
+        "args": console_args(spec),
         "ports": [{"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"}],
+        "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
     }
     port = ServicePort(name="http", port=CONSOLE_PORT, targetPort=CONSOLE_PORT)
     return [
@@ -192,9 +201,24 @@ def console_objects(spec: InstallSpec) -> list[dict[str, Any]]:
             account=CONSOLE_SERVICE,
             containers=[container],
             k8s=K8sSettings(),
+            volumes=[{"name": "state", "emptyDir": {}}],
         ),
         service(name=CONSOLE_SERVICE, ns=ns, object_labels=lab, ports=[port]),
     ]
+
+
+def console_args(spec: InstallSpec) -> list[str]:
+    """`trellis console`'s flags (src/trellis/cli/console.py). The roles are always given, so
+    an empty list means cluster-admin only rather than a default from the environment; the
+    login keys live in the pod's scratch state dir. `console.auth.strategy` has no flag: the
+    console always asks for a token (see docs/kubernetes.md, known gaps)."""
+    roles = ",".join(sorted({role.value for role in spec.values.console.rbac.allowedRoles}))
+    return [
+        "--address", "0.0.0.0",
+        "--port", str(CONSOLE_PORT),
+        "--console-roles", roles,
+        "--state-dir", STATE_DIR,
+    ]  # fmt: skip
 
 
 def tracing_objects(spec: InstallSpec) -> list[dict[str, Any]]:
