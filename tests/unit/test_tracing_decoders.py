@@ -184,3 +184,18 @@ def test_zipkin_malformed_spans_are_counted_and_a_non_list_refused() -> None:
     assert (decoded.spans, decoded.invalid) == ([], 2)
     with pytest.raises(SpanDecodeError):
         decode_zipkin_v2(b'{"traceId": "1"}')
+
+
+def test_repeated_string_tags_are_shared_and_the_sharing_is_bounded() -> None:
+    from trellis.tracing import otlp_common
+
+    first = otlp_common.make_tag("http.method", "GET")
+    assert otlp_common.make_tag("http.method", "GET") is first
+    assert otlp_common.make_tag("flag", True).value is True  # never the int 1's tag
+    assert (
+        otlp_common.make_tag("flag", 1).value == 1
+        and otlp_common.make_tag("flag", 1).value is not True
+    )
+    for i in range(otlp_common.SHARED_TAGS_LIMIT + 10):
+        otlp_common.make_tag("guid:x-request-id", f"id-{i}")
+    assert len(otlp_common._SHARED_TAGS) <= otlp_common.SHARED_TAGS_LIMIT

@@ -6,6 +6,7 @@ what to do; pydantic's loc tuples and messages are translated here.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
@@ -24,6 +25,8 @@ def field_path(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not part or not part.isprintable() or any(c.isspace() for c in part):
+            path += f"[{json.dumps(part)}]"  # a key like "\n" would break the one-line message
         elif not _SCHEMA_TAG.match(part):
             path += f".{part}" if path else part
     return path

@@ -66,8 +66,9 @@ for _cls in ALL_KINDS:
     _WORDS[_cls.KIND.lower()] = _cls
     _WORDS.setdefault(_cls.KIND.lower() + "s", _cls)
 
-# Kubernetes object names: a DNS-1123 subdomain.
+# Kubernetes object names: a DNS-1123 subdomain; namespaces: a DNS-1123 label.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def api_versions(cls: type[Resource]) -> tuple[str, ...]:
@@ -99,12 +100,17 @@ class _Where:
     def error(self, reason: str, field: str) -> ValidationError:
         return ValidationError(
             reason,
-            kind=self.kind,
-            namespace=self.namespace,
-            name=self.name,
+            kind=_printable(self.kind),
+            namespace=_printable(self.namespace),
+            name=_printable(self.name),
             field=field,
             document=self.document,
         )
+
+
+def _printable(text: str) -> str:
+    """`text` escaped if it holds a newline or other control character: errors are one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def parse_resource(doc: dict[str, Any], *, document: int = 0) -> Resource:
@@ -120,6 +126,7 @@ def parse_resource(doc: dict[str, Any], *, document: int = 0) -> Resource:
     where = _Where(cls.KIND, namespace, name, document)
     _check_api_version(cls, doc, where)
     _check_name(where)
+    _check_namespace(where)
     body = {k: v for k, v in doc.items() if k != "status"}  # status is not user config
     try:
         return cls.model_validate(body)
@@ -165,9 +172,17 @@ def _check_api_version(cls: type[Resource], doc: dict[str, Any], where: _Where) 
 def _check_name(where: _Where) -> None:
     if not where.name:
         raise where.error("metadata.name is required; give the resource a name", "metadata.name")
-    if len(where.name) > 253 or not _NAME.match(where.name):
+    if len(where.name) > 253 or not _NAME.fullmatch(where.name):
         reason = f"name {where.name!r} is not valid; use lowercase letters, digits, '-' and '.'"
         raise where.error(reason, "metadata.name")
+
+
+def _check_namespace(where: _Where) -> None:
+    """Namespaces are DNS-1123 labels, as in Kubernetes; they end up in Envoy names and paths."""
+    namespace = where.namespace
+    if namespace and (len(namespace) > 63 or not _NAMESPACE.fullmatch(namespace)):
+        reason = f"namespace {namespace!r} is not valid; use lowercase letters, digits and '-'"
+        raise where.error(reason, "metadata.namespace")
 
 
 def parse_documents(text: str, *, default_namespace: str = "default") -> list[Resource]:
@@ -195,7 +210,13 @@ def parse_documents(text: str, *, default_namespace: str = "default") -> list[Re
 
 def _load_all(text: str, problems: list[ValidationError]) -> Iterator[tuple[int, Any]]:
     """(1-based document index, object) for each non-empty document; YAML errors go to problems."""
-    loader = yaml.SafeLoader(text)
+    index = 1
+    try:
+        # The reader rejects non-printable characters (NUL, lone surrogates) right here.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        problems.append(_yaml_problem(exc, index))
+        return
     index = 0
     try:
         while True:
@@ -203,22 +224,43 @@ def _load_all(text: str, problems: list[ValidationError]) -> Iterator[tuple[int,
             if not loader.check_node():
                 break
             node = loader.get_node()
-            data = loader.construct_document(node) if node is not None else None
+            data = _construct(loader, node) if node is not None else None
             if data is not None:
                 yield index, data
     except yaml.YAMLError as exc:
         problems.append(_yaml_problem(exc, index))
+    except RecursionError:
+        # PyYAML composes and constructs recursively; no Istio resource nests this deep.
+        reason = "YAML nests too deeply (hundreds of levels); no Istio resource needs that"
+        problems.append(ValidationError(reason, document=index))
     finally:
         loader.dispose()
 
 
+def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """The document's object; a value its explicit tag cannot read becomes a YAML error."""
+    try:
+        return loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError):
+        raise
+    except Exception as exc:  # PyYAML's tag constructors: `!!int ''` IndexError, and so on
+        detail = " ".join(str(exc).split())
+        reason = f"a value cannot be read as its tag says ({type(exc).__name__}: {detail})"
+        mark = node.start_mark
+        raise yaml.constructor.ConstructorError(problem=reason, problem_mark=mark) from exc
+
+
 def _yaml_problem(exc: yaml.YAMLError, index: int) -> ValidationError:
+    if isinstance(exc, yaml.reader.ReaderError):  # no mark; str(exc) spans two lines
+        return ValidationError(
+            f"malformed YAML: character #x{exc.character:04x} at position {exc.position} is not"
+            " allowed (YAML text must be printable); remove it",
+            document=index,
+        )
     mark = getattr(exc, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc)
-    return ValidationError(
-        f"malformed YAML at {where}{problem}; fix the YAML syntax", document=index
-    )
+    return ValidationError(f"malformed YAML{where}: {problem}; fix the YAML syntax", document=index)
 
 
 def _unwrap_list(doc: Any) -> list[Any]:

@@ -14,13 +14,14 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
 from trellis.api.kinds import parse_documents, resolve_kind
+from trellis.controlplane.http_bodies import json_object, openapi_document, workload_from_body
 from trellis.controlplane.jwks import fetch_for_apply
 from trellis.controlplane.rootrotation import RootRotator, parse_overlap
 from trellis.controlplane.state import MeshState
 from trellis.errors import Conflict, NotFound, TrellisError, ValidationError
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy, ProxyType
-from trellis.registry.local import workload_from_record, workload_to_record
+from trellis.registry.local import workload_to_record
 from trellis.xds.contract import ProxyStatus
 
 StatusSource = Callable[[], list[ProxyStatus]]
@@ -66,11 +67,19 @@ def build_app(
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "version": state.snapshot.version})
 
+    @routes.get("/openapi.json")
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
     @routes.post("/apply")
     async def apply(request: web.Request) -> web.Response:
-        body = await request.json()
-        resources = parse_documents(
-            str(body.get("yaml", "")), default_namespace=str(body.get("namespace") or "default")
+        body = await json_object(request)
+        # Off the event loop: pathological YAML (thousands of nested brackets) takes PyYAML
+        # seconds, and the xDS server shares this loop.
+        resources = await asyncio.to_thread(
+            parse_documents,
+            str(body.get("yaml", "")),
+            default_namespace=str(body.get("namespace") or "default"),
         )
         if not resources:
             raise ValidationError("no resources found in the input")
@@ -81,7 +90,7 @@ def build_app(
 
     @routes.post("/delete")
     async def delete(request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await json_object(request)
         keys = _delete_keys(body)
         deleted = await asyncio.to_thread(state.delete, keys)
         return web.json_response({"deleted": [list(k) for k in deleted]})
@@ -100,13 +109,9 @@ def build_app(
 
     @routes.put("/workloads/{namespace}/{name}")
     async def put_workload(request: web.Request) -> web.Response:
-        body = await request.json()
-        workload = workload_from_record(
-            {
-                **body,
-                "name": request.match_info["name"],
-                "namespace": request.match_info["namespace"],
-            }
+        body = await json_object(request)
+        workload = workload_from_body(
+            body, request.match_info["namespace"], request.match_info["name"]
         )
         await asyncio.to_thread(state.put_workload, workload, str(body.get("netns", "")))
         return web.json_response({"ok": True})
@@ -168,7 +173,7 @@ def add_ca_routes(routes: web.RouteTableDef, ca_admin: RootRotator) -> None:
 
     @routes.post("/ca/rotate-root")
     async def ca_rotate_root(request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await json_object(request)
         overlap = parse_overlap(body.get("overlapSeconds") if isinstance(body, dict) else None)
         return web.json_response(await ca_admin.rotate_root(overlap))
 
@@ -179,8 +184,10 @@ def _delete_keys(body: dict[str, Any]) -> list[tuple[str, str, str]]:
             str(body["yaml"]), default_namespace=str(body.get("namespace") or "default")
         )
         return [r.key for r in docs]
-    kind = resolve_kind(str(body["kind"])).KIND
-    return [(kind, str(body.get("namespace") or "default"), str(body["name"]))]
+    if not isinstance(body.get("kind"), str) or not isinstance(body.get("name"), str):
+        raise TrellisError('give "yaml", or "kind" and "name" (strings) of what to delete')
+    kind = resolve_kind(body["kind"]).KIND
+    return [(kind, str(body.get("namespace") or "default"), body["name"])]
 
 
 def _result(r: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Jaeger does. `/api/dependencies` takes `endTs` and `lookback` in milliseconds (d
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def parse_duration_us(text: str) -> int:
         position = match.end()
     if position != len(text) or not text:
         raise QueryError(f"invalid duration {text!r}; use e.g. 100ms, 1.5s, 1h")
+    if not math.isfinite(total):  # hundreds of digits: round() would raise OverflowError
+        raise QueryError(f"duration {text[:20]!r}... is too long")
     return round(total)
 
 
