@@ -240,7 +240,7 @@ def config_dump() -> dict[str, Any]:
 def logs(container: str) -> dict[str, Any]:
     return {
         "entries": [
-            {"timestamp": "2026-11-25T10:00:0{i}Z", "message": f"{container} line {i}"}
+            {"timestamp": f"2026-11-25T10:00:0{i}Z", "message": f"{container} line {i}"}
             for i in range(5)
         ]
     }
