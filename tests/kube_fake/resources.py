@@ -43,6 +43,7 @@ _BUILTIN: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {
     ("authorization.k8s.io", "v1"): {
         "selfsubjectaccessreviews": ("SelfSubjectAccessReview", False)
     },
+    ("authentication.k8s.io", "v1"): {"tokenreviews": ("TokenReview", False)},
     ("rbac.authorization.k8s.io", "v1"): {
         "clusterroles": ("ClusterRole", False),
         "clusterrolebindings": ("ClusterRoleBinding", False),

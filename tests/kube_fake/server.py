@@ -17,6 +17,13 @@ Implemented (what Trellis's controller, webhooks and installer use):
   from a create (a kubelet/controller writes it: `set_status`, `settle`).
 
 - SelfSubjectAccessReview: allowed unless listed in `denied`.
+- TokenReview (authentication.k8s.io/v1): answered, never stored, from `tokens` (token ->
+  {"username", "audiences", "uid"?, "groups"?}): unknown token or no audience in common
+  with `spec.audiences` is `authenticated: false` with an `error`, as the real
+  service-account token authenticator answers; `token_reviews` counts the reviews.
+- refused writes, as RBAC or an admission webhook refuses them: `refuse_writes[(group,
+  plural)] = (code, reason, message)` answers every POST/PUT/PATCH there with that Status;
+  `forbidden_message` and `webhook_denied_message` build the real servers' wording.
 
 Not implemented: authentication and authorization (any token passes), admission (webhooks
 are called by tests directly), field ownership of server-side apply, pagination, protobuf,
@@ -60,6 +67,23 @@ def status(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
+def forbidden_message(
+    verb: str, group: str, plural: str, name: str, namespace: str, user: str
+) -> str:
+    """The API server's RBAC refusal, word for word in its format."""
+    resource = f"{plural}.{group}" if group else plural
+    scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    return (
+        f'{resource} "{name}" is forbidden: User "{user}" cannot {verb} resource "{plural}" '
+        f'in API group "{group}"{scope}'
+    )
+
+
+def webhook_denied_message(webhook: str, message: str) -> str:
+    """What the API server says when a validating admission webhook denies a request."""
+    return f'admission webhook "{webhook}" denied the request: {message}'
+
+
 def _error(code: int, reason: str, message: str) -> web.Response:
     return web.json_response(status(code, reason, message), status=code)
 
@@ -74,6 +98,11 @@ class FakeApiServer:
         self.watch_requests: list[dict[str, str]] = []
         # (verb, group, resource) the caller may not do (SelfSubjectAccessReview answers)
         self.denied: set[tuple[str, str, str]] = set()
+        # (group, plural) -> (code, reason, message): writes there are refused with that Status
+        self.refuse_writes: dict[tuple[str, str], tuple[int, str, str]] = {}
+        # token -> {"username", "audiences", ...}: what TokenReview answers for it
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.token_reviews = 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -168,6 +197,9 @@ class FakeApiServer:
         if writes and namespace and ("", "namespaces", "", namespace) not in self.store.objects:
             return _error(404, "NotFound", f'namespaces "{namespace}" not found')
         call = _Call(rtype, version, namespace, name, match["sub"] or "")
+        refused = self.refuse_writes.get((group, rtype.plural))
+        if writes and refused is not None:
+            return _error(*refused)
         if name is None:
             if request.method == "GET" and _go_bool(request.query.get("watch")):
                 return await self._watch(request, call)
@@ -175,6 +207,8 @@ class FakeApiServer:
                 return self._list(request, call)
             if request.method == "POST" and call.rtype.kind == "SelfSubjectAccessReview":
                 return self._access_review(await _body(request))
+            if request.method == "POST" and call.rtype.kind == "TokenReview":
+                return self._token_review(await _body(request))
             if request.method == "POST":
                 return self._create(call, await _body(request))
             return _error(405, "MethodNotAllowed", f"{request.method} on a collection")
@@ -201,6 +235,30 @@ class FakeApiServer:
         attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
         wanted = (attrs.get("verb"), attrs.get("group", ""), attrs.get("resource"))
         review["status"] = {"allowed": wanted not in self.denied}
+        return web.json_response(review, status=201)
+
+    def _token_review(self, review: dict[str, Any]) -> web.Response:
+        """Answered, never stored: the token's user when it is known and valid for one of
+        the requested audiences (any, when none are requested)."""
+        spec = review.get("spec") or {}
+        known = self.tokens.get(str(spec.get("token", "")))
+        wanted = list(spec.get("audiences") or [])
+        self.token_reviews += 1
+        if known is None:
+            result: dict[str, Any] = {"authenticated": False, "error": "invalid bearer token"}
+        else:
+            audiences = list(known.get("audiences") or [])
+            common = [a for a in wanted if a in audiences] if wanted else audiences
+            if wanted and not common:
+                error = (
+                    f"[invalid bearer token, token audiences {json.dumps(audiences)} is invalid "
+                    f"for the target audiences {json.dumps(wanted)}]"
+                )
+                result = {"authenticated": False, "error": error}
+            else:
+                user = {k: v for k, v in known.items() if k != "audiences"}
+                result = {"authenticated": True, "user": user, "audiences": common}
+        review["status"] = result
         return web.json_response(review, status=201)
 
     def _create(self, call: _Call, body: dict[str, Any]) -> web.Response:

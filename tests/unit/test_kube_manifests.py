@@ -331,6 +331,10 @@ def test_chart_runs_the_installer_after_install_and_upgrade() -> None:
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     assert _job_args(objects, "trellis-install") == [
         "install",
+        "--from-job",
+        "trellis-install",
+        "--verify-timeout",
+        "300",
         "-f",
         "/overlay/values-overlay.yaml",
         "-f",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import typer
 import yaml
 
+from trellis.cli.config import read_input
 from trellis.cli.output import console, err_console
 from trellis.errors import TrellisError, ValidationError
 from trellis.kube.inject import InjectSettings, inject_documents
@@ -21,6 +22,7 @@ from trellis.kube.spec import InstallSpec
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only by commands that use it
     from trellis.kube.cluster import Cluster
+    from trellis.kube.install_job import JobOptions
 
 T = TypeVar("T")
 manifest_app = typer.Typer(help="Render what `trellis install` would apply.", no_args_is_help=True)
@@ -32,12 +34,7 @@ SetOption = typer.Option(
 
 
 def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        return Path(path).read_text()
-    except OSError as err:
-        raise TrellisError(f"cannot read {path}: {err.strerror or err}") from err
+    return read_input(path)  # UTF-8 or one clear error line, like apply -f
 
 
 def _spec(profile: str | None, overlays: list[str], sets: list[str]) -> InstallSpec:
@@ -106,6 +103,74 @@ def _fail_on(problems: list[str], what: str) -> None:
         raise TrellisError(f"{what}: {len(problems)} problem(s), listed above")
 
 
+FromJobOption = typer.Option(
+    None,
+    "--from-job",
+    metavar="JOB",
+    help="run as the chart's Job JOB: step headers (precheck, analyze, apply, verify) and one "
+    "failure block saying what to do",
+)
+IgnoreAnalysisOption = typer.Option(
+    False, "--ignore-analysis-errors", help="with --from-job: install despite analysis errors"
+)
+VerifyTimeoutOption = typer.Option(
+    0.0, "--verify-timeout", help="with --from-job: seconds to wait for the install to be ready"
+)
+
+
+def _job_options(
+    job: str, upgrade: bool, force: bool, ignore_analysis: bool, verify_timeout: float
+) -> JobOptions:
+    from trellis.kube.install_job import JobOptions
+
+    return JobOptions(job, upgrade, force, ignore_analysis, verify_timeout)
+
+
+def _run_job(
+    profile: str | None,
+    overlays: list[str],
+    sets: list[str],
+    options: JobOptions,
+    kubeconfig: Path | None,
+    context: str | None,
+) -> None:
+    """The chart Job's run: every failure, even a bad overlay, ends as one message block on
+    stdout (the Job's log) and exit code 1, never a traceback."""
+    from trellis.kube.install_job import JobFailure, failure_block, run_job
+
+    namespace = "istio-system"
+    try:
+        _say("==> overlay")
+        try:
+            spec = _spec(profile, overlays, sets)
+        except TrellisError as err:
+            raise JobFailure(
+                "overlay",
+                "the install overlay is invalid",
+                details=(str(err),),
+                next_steps=(
+                    "fix the key named above in the chart's values (overlayFile, or the value "
+                    "it comes from), then retry: helm upgrade --install ...",
+                ),
+            ) from None
+        namespace = spec.namespace
+        _say(f"  profile {spec.profile}, namespace {namespace}")
+        asyncio.run(_with_cluster(kubeconfig, context, lambda c: run_job(c, spec, options, _say)))
+    except JobFailure as failure:
+        sys.stdout.write(failure_block(failure, namespace, options.job_name))
+        sys.stdout.flush()
+        raise typer.Exit(1) from None
+    except TrellisError as err:  # e.g. no cluster to talk to
+        connect = JobFailure(
+            "connect",
+            str(err),
+            next_steps=("check the Job's service account token and the API server",),
+        )
+        sys.stdout.write(failure_block(connect, namespace, options.job_name))
+        sys.stdout.flush()
+        raise typer.Exit(1) from None
+
+
 def install(
     profile: str | None = ProfileOption,
     overlay: list[str] = typer.Option(
@@ -117,11 +182,18 @@ def install(
     ),
     kubeconfig: Path | None = KubeconfigOption,
     context: str | None = ContextOption,
+    from_job: str | None = FromJobOption,
+    ignore_analysis_errors: bool = IgnoreAnalysisOption,
+    verify_timeout: float = VerifyTimeoutOption,
 ) -> None:
     """Check the cluster, then apply everything `manifest generate` renders."""
     from trellis.kube.installer import install as install_objects
     from trellis.kube.installer import precheck
 
+    if from_job is not None:
+        options = _job_options(from_job, False, force, ignore_analysis_errors, verify_timeout)
+        _run_job(profile, overlay, sets, options, kubeconfig, context)
+        return
     spec = _spec(profile, overlay, sets)
 
     async def work(cluster: Cluster) -> None:
@@ -144,10 +216,26 @@ def upgrade(
     sets: list[str] = SetOption,
     kubeconfig: Path | None = KubeconfigOption,
     context: str | None = ContextOption,
+    from_job: str | None = FromJobOption,
+    ignore_analysis_errors: bool = IgnoreAnalysisOption,
+    verify_timeout: float = VerifyTimeoutOption,
+    mirror: str | None = typer.Option(
+        None,
+        "--mirror",
+        help="release mirror URL (trellis release-mirror serve): fetch the manifests from it "
+        "instead of rendering here",
+    ),
 ) -> None:
     """Apply this version's rendering over an existing install; remove what it no longer has."""
     from trellis.kube.installer import install as install_objects
 
+    if mirror is not None:
+        _upgrade_from_mirror(mirror, profile, overlay, sets, kubeconfig, context)
+        return
+    if from_job is not None:
+        options = _job_options(from_job, True, False, ignore_analysis_errors, verify_timeout)
+        _run_job(profile, overlay, sets, options, kubeconfig, context)
+        return
     spec = _spec(profile, overlay, sets)
 
     async def work(cluster: Cluster) -> None:
@@ -210,5 +298,31 @@ def x_precheck(
     async def work(cluster: Cluster) -> None:
         _fail_on(await precheck(cluster, namespace), "precheck")
         _say("✔ no problems found: Trellis can be installed")
+
+    asyncio.run(_with_cluster(kubeconfig, context, work))
+
+
+def _upgrade_from_mirror(
+    url: str,
+    profile: str | None,
+    overlays: list[str],
+    sets: list[str],
+    kubeconfig: Path | None,
+    context: str | None,
+) -> None:
+    """Upgrade with the objects a release mirror rendered (nothing rendered here)."""
+    from trellis.kube.installer import install as install_objects
+    from trellis.kube.release_mirror_server import fetch_release
+
+    texts = [_read(f) for f in overlays]
+
+    async def work(cluster: Cluster) -> None:
+        spec, objects = await fetch_release(url, profile, texts, sets)
+        _say(f"fetched {len(objects)} objects for profile {spec.profile} from {url}")
+        record = await install_objects(cluster, spec, upgrade=True, report=_say, objects=objects)
+        _say(
+            f"✔ Trellis upgraded in {spec.namespace} from the release mirror: "
+            f"profile {spec.profile}, {len(record.objects)} objects"
+        )
 
     asyncio.run(_with_cluster(kubeconfig, context, work))

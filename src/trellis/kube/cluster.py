@@ -39,7 +39,18 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
 
 
 class KubeApiError(TrellisError):
-    """The API server refused a request; the message says which object and why."""
+    """The API server refused a request; the message says which object and why.
+
+    `ref` (the object, when there is one), `status` (the HTTP code) and `reason` (the
+    server's own message) let a caller such as the chart's install Job say what to do next."""
+
+    def __init__(
+        self, message: str, *, ref: ObjectRef | None = None, status: int = 0, reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.ref = ref
+        self.status = status
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +134,7 @@ class Cluster:
                 body=obj,
             )
         except ApiException as err:
-            raise KubeApiError(f"applying {ref}: {_reason(err)}") from None
+            raise _api_error(f"applying {ref}", ref, err) from None
 
     async def get(self, ref: ObjectRef) -> dict[str, Any] | None:
         try:
@@ -133,7 +144,7 @@ class Cluster:
         except ApiException as err:
             if err.status == 404:
                 return None
-            raise KubeApiError(f"reading {ref}: {_reason(err)}") from None
+            raise _api_error(f"reading {ref}", ref, err) from None
         return dict(found)
 
     async def delete(self, ref: ObjectRef) -> bool:
@@ -148,8 +159,25 @@ class Cluster:
         except ApiException as err:
             if err.status == 404:
                 return False
-            raise KubeApiError(f"deleting {ref}: {_reason(err)}") from None
+            raise _api_error(f"deleting {ref}", ref, err) from None
         return True
+
+    async def list_all(self, api_version: str, plural: str) -> list[dict[str, Any]] | None:
+        """Every object of a collection across namespaces (items get apiVersion and kind back
+        from the list's kind); None when the server does not serve it (a CRD not installed)."""
+        root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            found = await self._call(
+                f"{root}/{plural}", "GET", header_params={"Accept": "application/json"}
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise _api_error(f"listing {plural}", None, err) from None
+        kind = str(found.get("kind", "")).removesuffix("List")
+        return [
+            {"apiVersion": api_version, "kind": kind, **item} for item in found.get("items") or []
+        ]
 
     async def server_version(self) -> tuple[int, int]:
         """(major, minor) of the API server, from /version."""
@@ -159,6 +187,11 @@ class Cluster:
             raise KubeApiError(f"reading the server version: {_reason(err)}") from None
         minor = "".join(ch for ch in str(info.get("minor", "0")) if ch.isdigit()) or "0"
         return int(str(info.get("major", "0")) or 0), int(minor)
+
+
+def _api_error(doing: str, ref: ObjectRef | None, err: ApiException) -> KubeApiError:
+    reason = _reason(err)
+    return KubeApiError(f"{doing}: {reason}", ref=ref, status=int(err.status or 0), reason=reason)
 
 
 def _reason(err: ApiException) -> str:

@@ -73,14 +73,20 @@ async def read_record(cluster: Cluster, namespace: str) -> InstallRecord | None:
 
 
 async def install(
-    cluster: Cluster, spec: InstallSpec, *, upgrade: bool = False, report: Report = _quiet
+    cluster: Cluster,
+    spec: InstallSpec,
+    *,
+    upgrade: bool = False,
+    report: Report = _quiet,
+    objects: list[dict[str, Any]] | None = None,
 ) -> InstallRecord:
     """Apply every rendered object, prune what an earlier install applied and this one does
-    not, then write the record. `upgrade=True` insists that an install exists."""
+    not, then write the record. `upgrade=True` insists that an install exists. `objects`
+    are the spec's objects rendered elsewhere (a release mirror); default: render here."""
     previous = await read_record(cluster, spec.namespace)
     if upgrade and previous is None:
         raise NotFound(f"Trellis is not installed in {spec.namespace}: run `trellis install` first")
-    objects = render_objects(spec)
+    objects = render_objects(spec) if objects is None else objects
     for obj in objects:
         await cluster.apply(obj)
         report(f"applied {ObjectRef.of(obj)}")
