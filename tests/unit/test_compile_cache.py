@@ -7,14 +7,24 @@ test compares what MeshState serves with a fresh, uncached compile of the same p
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
+import inspect
+import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from trellis.api.base import Resource
 from trellis.api.kinds import parse_documents
 from trellis.compiler import compile_resources, dependencies
+from trellis.compiler.incremental import READS_FIELDS, ReuseCache
 from trellis.controlplane.state import MeshState
+from trellis.errors import TrellisError
 from trellis.model import xds_types
 from trellis.model.proxy import InterceptionMode, Proxy, ProxyType
 from trellis.model.push_context import PushContext
@@ -302,3 +312,244 @@ def test_the_sidecar_identity_is_in_the_outbound_keys(scoped_state: MeshState) -
     assert dependencies.namespace_scope(unselected, push) == dependencies.namespace_scope(
         BASE, push
     )
+
+
+# --- output kept across versions (compiler/incremental.py) equals a fresh compile --------------
+
+# Proxies of every kind the cache keys tell apart: namespaces, labels a sourceLabels match
+# reads, a Sidecar-scoped one, a gateway, a sidecar without capture.
+ACROSS_VERSIONS = [
+    BASE,
+    dataclasses.replace(BASE, name="client-2", ip="198.18.0.9"),
+    dataclasses.replace(BASE, namespace="other", name="o-1"),
+    dataclasses.replace(BASE, labels={"app": "client", "team": "blue"}, name="blue-1"),
+    dataclasses.replace(BASE, labels={"app": "reviews", "version": "v1"}, name="reviews-v1"),
+    SCOPED,
+    dataclasses.replace(BASE, type=ProxyType.ROUTER, labels={"istio": "ingressgateway"}),
+    dataclasses.replace(BASE, interception=InterceptionMode.NONE, app_host="127.0.0.7"),
+]
+
+_HOSTS = ("reviews", "db", "ratings")
+
+
+def _vs_doc(host: str, weight: int, source_team: bool) -> str:
+    match = "- match: [{sourceLabels: {team: blue}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  "
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs-{host}}}
+spec:
+  hosts: [{host}]
+  http:
+  {match if source_team else ""}- route:
+    - {{destination: {{host: {host}, subset: v1}}, weight: {weight}}}
+    - {{destination: {{host: {host}, subset: v2}}, weight: {100 - weight}}}
+"""
+
+
+def _dr_doc(host: str, subsets: int, lb: str) -> str:
+    names = "".join(
+        f"\n  - {{name: v{i + 1}, labels: {{version: v{i + 1}}}}}" for i in range(subsets)
+    )
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: dr-{host}}}
+spec:
+  host: {host}
+  trafficPolicy: {{loadBalancer: {{simple: {lb}}}}}
+  subsets:{names or " []"}
+"""
+
+
+_SERVICE_DOC = """
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
+"""
+
+_OPS = st.one_of(
+    st.tuples(st.just("vs"), st.sampled_from(_HOSTS), st.integers(0, 100), st.booleans()),
+    st.tuples(st.just("del-vs"), st.sampled_from(_HOSTS)),
+    st.tuples(
+        st.just("dr"),
+        st.sampled_from(_HOSTS),
+        st.integers(0, 2),
+        st.sampled_from(["RANDOM", "ROUND_ROBIN"]),
+    ),
+    st.tuples(st.just("del-dr"), st.sampled_from(_HOSTS)),
+    st.tuples(
+        st.just("workload"),
+        st.integers(1, 4),
+        st.sampled_from(["reviews", "ratings", "db"]),
+        st.sampled_from(["v1", "v2"]),
+    ),
+    st.tuples(st.just("del-workload"), st.integers(1, 4)),
+    st.tuples(st.just("sidecar"), st.booleans()),
+    st.tuples(st.just("service"), st.booleans()),
+)
+
+
+def _apply_op(mesh: MeshState, op: tuple[object, ...]) -> None:
+    """One change; one the store refuses (a dangling reference, a missing resource) is none."""
+    with contextlib.suppress(TrellisError):
+        _change(mesh, op)
+
+
+def _change(mesh: MeshState, op: tuple[object, ...]) -> None:
+    kind = op[0]
+    if kind == "vs":
+        mesh.apply(parse_documents(_vs_doc(str(op[1]), int(str(op[2])), bool(op[3]))))
+    elif kind == "dr":
+        mesh.apply(parse_documents(_dr_doc(str(op[1]), int(str(op[2])), str(op[3]))))
+    elif kind in ("del-vs", "del-dr"):
+        resource = "VirtualService" if kind == "del-vs" else "DestinationRule"
+        mesh.delete([(resource, "default", f"{kind[4:]}-{op[1]}")])
+    elif kind == "workload":
+        labels = {"app": str(op[2]), "version": str(op[3])}
+        mesh.put_workload(Workload(f"w-{op[1]}", "default", f"198.18.2.{op[1]}", labels), "")
+    elif kind == "del-workload":
+        mesh.delete_workload("default", f"w-{op[1]}")
+    elif kind == "sidecar":
+        if op[1]:
+            mesh.apply(parse_documents(SCOPING_SIDECAR))
+        else:
+            mesh.delete([("Sidecar", "default", "only-db")])
+    elif op[1]:
+        mesh.apply(parse_documents(_SERVICE_DOC))
+    else:
+        mesh.delete([("Service", "default", "ratings")])
+
+
+def _assert_served_equals_fresh(mesh: MeshState, proxies: list[Proxy]) -> None:
+    for proxy in proxies:
+        for type_url in TYPES:
+            fresh = compile_resources(proxy, mesh.push, type_url)
+            served = dict(mesh.generate(proxy, type_url))
+            assert serialized(served) == serialized(fresh), (proxy.key, type_url)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_OPS, min_size=1, max_size=6))
+def test_output_kept_across_versions_equals_a_fresh_compile(ops: list[tuple[object, ...]]) -> None:
+    """After any sequence of applies, deletes and workload changes, what MeshState serves (its
+    pieces kept from earlier versions where their reads held) equals an uncached compile."""
+    with tempfile.TemporaryDirectory(prefix="trellis-reuse-") as tmp:
+        store = SqliteStore(Path(tmp) / "config.db")
+        try:
+            mesh = MeshState(store=store, mesh=MeshConfig(), notify=lambda *a: None)
+            mesh.apply(parse_documents(CONFIG))
+            _assert_served_equals_fresh(mesh, ACROSS_VERSIONS)
+            for op in ops:
+                _apply_op(mesh, op)
+                _assert_served_equals_fresh(mesh, ACROSS_VERSIONS)
+        finally:
+            store.close()
+
+
+def test_a_virtual_service_change_recompiles_no_cluster_or_endpoint(state: MeshState) -> None:
+    proxies = ACROSS_VERSIONS[:5]
+    before = {(p.key, t): state.generate(p, t) for p in proxies for t in TYPES}
+    changed = CONFIG.split("---")[4].replace("subset: v1}}]\n", "subset: v2}}]\n")
+    assert "kind: VirtualService" in changed and "subset: v1" not in changed
+    state.apply(parse_documents(changed))
+    for proxy in proxies:
+        for type_url in (xds_types.CLUSTER, xds_types.ENDPOINT):
+            after = state.generate(proxy, type_url)
+            assert all(after[n] is before[(proxy.key, type_url)][n] for n in after)
+    routes = state.generate(BASE, xds_types.ROUTE)
+    assert serialized(dict(routes)) != serialized(dict(before[(BASE.key, xds_types.ROUTE)]))
+
+
+def test_an_endpoint_change_pushes_eds_only_and_recompiles_only_endpoints(
+    state: MeshState,
+) -> None:
+    notified: list[tuple[frozenset[str], bool]] = []
+    state._notify = lambda version, types, affected: notified.append((types, affected is None))
+    proxies = ACROSS_VERSIONS[:5]
+    before = {(p.key, t): state.generate(p, t) for p in proxies for t in TYPES}
+    moved = Workload("reviews-v2", "default", "198.18.1.77", {"app": "reviews", "version": "v2"})
+    state.put_workload(moved, "")
+    # Every proxy gets EDS only; the moved workload's own proxy alone may get everything.
+    assert (frozenset({xds_types.ENDPOINT}), True) in notified
+    assert all(types == {xds_types.ENDPOINT} for types, everyone in notified if everyone)
+    for proxy in proxies:
+        for type_url in (xds_types.CLUSTER, xds_types.LISTENER, xds_types.ROUTE):
+            after = state.generate(proxy, type_url)
+            unchanged = before[(proxy.key, type_url)]
+            assert after.keys() == unchanged.keys()
+            assert all(after[n] is unchanged[n] for n in after if n != "9080"), type_url
+        endpoints = state.generate(proxy, xds_types.ENDPOINT)
+        assert serialized(dict(endpoints)) == serialized(
+            compile_resources(proxy, state.push, xds_types.ENDPOINT)
+        )
+
+
+def test_a_piece_whose_read_changed_is_rebuilt_one_whose_reads_held_is_not() -> None:
+    push = _push(_vs("a", "reviews"))
+    cache = ReuseCache()
+    built: list[PushContext] = []
+
+    def build(p: PushContext) -> object:
+        built.append(p)
+        return p.mesh_virtual_service("reviews.default.svc.cluster.local", "default")
+
+    cache.get("k", push, (), build)
+    same = PushContext.build(MeshSnapshot(2, push_resources(push), push.services))
+    cache.get("k", same, (), build)
+    assert len(built) == 1  # version 2 reads the same VirtualService: reused
+    other = PushContext.build(MeshSnapshot(3, tuple(parse_documents(_vs("b", "reviews")))))
+    cache.get("k", other, (), build)
+    assert len(built) == 2  # another VirtualService for the host: rebuilt
+    cache.get("k", other, ("new input",), build)
+    assert len(built) == 3  # a different explicit input misses too
+
+
+def push_resources(push: PushContext) -> tuple[Resource, ...]:
+    return (*push.virtual_services, *push.destination_rules)
+
+
+def _self_attributes(method: str) -> set[str]:
+    """Every `self.X` a PushContext method reads, following calls of its other methods."""
+    seen: set[str] = set()
+    fields: set[str] = set()
+    todo = [method]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(PushContext, name))))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+            ):
+                if callable(getattr(PushContext, node.attr, None)) and not any(
+                    f.name == node.attr for f in dataclasses.fields(PushContext)
+                ):
+                    todo.append(node.attr)
+                else:
+                    fields.add(node.attr)
+    return fields
+
+
+@pytest.mark.parametrize("method", sorted(READS_FIELDS))
+def test_the_fields_a_lookup_reads_are_declared(method: str) -> None:
+    """The compile cache trusts a lookup's answer while the fields it declares are the same
+    objects: a method that starts reading another field must declare it."""
+    assert _self_attributes(method) <= set(READS_FIELDS[method])
+
+
+def test_unchanged_indexes_are_carried_over_and_changed_ones_are_not(state: MeshState) -> None:
+    before = state.push
+    state.put_workload(Workload("reviews-v9", "default", "198.18.1.99", {"app": "reviews"}), "")
+    after = state.push
+    assert after._rules_by_host is before._rules_by_host
+    assert after._mesh_vs_hosts is before._mesh_vs_hosts
+    assert after._endpoints is not before._endpoints
+    assert after._endpoints != before._endpoints

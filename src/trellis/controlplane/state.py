@@ -2,7 +2,9 @@
 
 Every write (apply, delete, workload change) produces a new MeshSnapshot and PushContext, then
 tells the xDS server which xDS types changed. Compiled output is cached per version and part,
-keyed by the proxy facts that part reads (compiler/dependencies.py), so proxies alike share it.
+keyed by the proxy facts that part reads (compiler/dependencies.py), so proxies alike share it,
+and its pieces are kept across versions while what they read is unchanged
+(compiler/incremental.py).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 from google.protobuf.message import Message
 
 from trellis.api.base import Resource
+from trellis.api.networking import ServiceEntry
 from trellis.compiler import compile_all
 from trellis.compiler.dependencies import SharedCache, generate_shared
+from trellis.compiler.incremental import ReuseCache, share_unchanged
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy
 from trellis.model.push_context import PushContext
@@ -31,6 +35,8 @@ from trellis.registry.local import (
     workload_from_record,
     workload_to_record,
 )
+from trellis.registry.service_entries import services_from_service_entries, vip_requests
+from trellis.registry.workload_entries import workloads_from_resources
 from trellis.store.sqlite import SqliteStore
 
 log = logging.getLogger("trellisd")
@@ -44,6 +50,9 @@ TYPES_FOR_CHANGE = {
 }
 
 Notify = Callable[[str, frozenset[str], Callable[[Proxy], bool] | None], None]
+# A registry besides the local runtime's (kube/controller.py): its current services and
+# workloads, read at every rebuild.
+RegistrySource = Callable[[], tuple[Sequence[Service], Sequence[Workload]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +72,18 @@ class MeshState:
         # Versions start from the clock so a restarted trellisd never reuses an old version.
         self._version = int(time.time() * 1000)
         self._cache: SharedCache = {}
+        # Pieces of compiled output kept across versions while what they read is unchanged
+        # (compiler/incremental.py): a change recompiles only what it touches.
+        self.reuse = ReuseCache()
         self.snapshot = MeshSnapshot(version=self._version, mesh=mesh)
         self.push = PushContext.build(self.snapshot)
         self.listeners: list[Callable[[MeshSnapshot, Sequence[WorkloadRecord]], None]] = []
         self._jwks: dict[str, str] = {}  # jwksUri -> JWK Set (controlplane/jwks.py)
+        # For trellisd's pilot_* metrics (controlplane/metrics.py): (kind, add|update|delete)
+        # per stored change, and the update type (config|eds) per rebuild.
+        self.config_events: list[Callable[[str, str], None]] = []
+        self.update_events: list[Callable[[str], None]] = []
+        self.registry_sources: list[RegistrySource] = []
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -75,6 +92,9 @@ class MeshState:
     ) -> list[Any]:
         """Store resources; `jwks` are the documents of their jwksUris, fetched beforehand."""
         results = self._store.apply(resources)
+        for r in results:
+            if r.action != "unchanged":
+                self._config_event(r.key[0], "add" if r.action == "created" else "update")
         with self._lock:
             self._jwks.update(jwks or {})
         self.rebuild(Change.CONFIG | Change.SERVICES)
@@ -95,8 +115,14 @@ class MeshState:
 
     def delete(self, keys: Sequence[tuple[str, str, str]]) -> list[Any]:
         deleted = self._store.delete(keys)
+        for kind, _, _ in deleted:
+            self._config_event(kind, "delete")
         self.rebuild(Change.CONFIG | Change.SERVICES)
         return deleted
+
+    def _config_event(self, kind: str, event: str) -> None:
+        for listener in self.config_events:
+            listener(kind, event)
 
     def put_workload(self, workload: Workload, netns: str) -> None:
         self._store.put_record(
@@ -131,20 +157,30 @@ class MeshState:
             resources = tuple(self._store.list())
             records = self.workloads()
             services = self._services(resources)
+            external = [source() for source in self.registry_sources]
+            services += tuple(s for source_services, _ in external for s in source_services)
             self._version += 1
             self.snapshot = MeshSnapshot(
                 version=self._version,
                 resources=tuple(r for r in resources if r.kind != "Service"),
                 services=services,
-                workloads=tuple(r.workload for r in records),
+                # Runtime pods plus WorkloadEntries (VMs, auto-registered agents).
+                workloads=(
+                    *(r.workload for r in records),
+                    *workloads_from_resources(resources),
+                    *(w for _, source_workloads in external for w in source_workloads),
+                ),
                 mesh=self._mesh,
                 jwks=tuple(sorted(self._jwks.items())),
             )
-            self.push = PushContext.build(self.snapshot)
+            # Unchanged indexes stay the very objects of the last version (compile cache).
+            self.push = share_unchanged(PushContext.build(self.snapshot), self.push)
             self._cache.clear()
             version = str(self._version)
         for listener in self.listeners:
             listener(self.snapshot, records)
+        for update_listener in self.update_events:
+            update_listener("eds" if change == Change.ENDPOINTS else "config")
         if change == Change.ENDPOINTS:
             self._notify(version, TYPES_FOR_CHANGE[Change.ENDPOINTS], None)
             if focus is not None:
@@ -157,14 +193,15 @@ class MeshState:
     def _services(self, resources: Sequence[Resource]) -> tuple[Service, ...]:
         vips = self._store.list_records(VIPS)
         allocated = {k: str(v["vip"]) for k, v in vips.items()}
-        for r in resources:
-            if r.kind != "Service":
-                continue
-            key = service_key(r.namespace, r.name)
+        entries = [r for r in resources if isinstance(r, ServiceEntry)]
+        keys = [service_key(r.namespace, r.name) for r in resources if r.kind == "Service"]
+        for key in [*keys, *vip_requests(entries)]:
             if key not in allocated:
                 allocated[key] = allocate_vip(key, allocated)
                 self._store.put_record(VIPS, key, {"vip": allocated[key]})
-        return services_from_resources(resources, allocated)
+        return services_from_resources(resources, allocated) + services_from_service_entries(
+            entries, allocated
+        )
 
     def next_version(self) -> str:
         """A fresh xDS version for a push that changes no config (SDS after a root rotation),
@@ -179,7 +216,7 @@ class MeshState:
         """The ConfigGenerator the xDS server calls: each part compiled once per version and
         per distinct value of what it depends on (the cached protos are shared: read only)."""
         with self._lock:
-            return generate_shared(proxy, self.push, type_url, self._cache)
+            return generate_shared(proxy, self.push, type_url, self._cache, self.reuse)
 
     def compiled(self, proxy: Proxy) -> Any:
         with self._lock:

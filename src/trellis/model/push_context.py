@@ -9,16 +9,24 @@ DestinationRules are looked up client namespace -> service namespace -> root nam
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
 
 from trellis.api.base import Resource
-from trellis.api.networking import DestinationRule, Gateway, VirtualService
+from trellis.api.networking import DestinationRule, Gateway, Sidecar, VirtualService
+from trellis.api.policy_scope import oldest_first
 from trellis.api.telemetry import Telemetry
 from trellis.model.proxy import Proxy
 from trellis.model.registry import Endpoint, Service, ServicePort, Workload
-from trellis.model.snapshot import MeshConfig, MeshSnapshot
+from trellis.model.sidecar_scope import (
+    SidecarScope,
+    route_destination_hosts,
+    select_sidecar,
+    sidecar_scope,
+    visible_services,
+)
+from trellis.model.snapshot import MeshConfig, MeshSnapshot, OutboundPolicy
 
 MESH_GATEWAY = "mesh"
 _SECURITY_GROUP = "security.istio.io/"
@@ -81,12 +89,24 @@ class PushContext:
     fetched_jwks: tuple[tuple[str, str], ...] = ()
     # telemetry.istio.io Telemetry, in snapshot order (tracing sampling, compiler/tracing.py).
     telemetries: tuple[Telemetry, ...] = ()
+    # networking.istio.io Sidecar, in snapshot order (model/sidecar_scope.py).
+    sidecars: tuple[Sidecar, ...] = ()
+    # Memo of outbound_services by (Sidecar key, proxy namespace): derived, never compared.
+    _visible: dict[tuple[object, str], tuple[Service, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    # Memo of `derived`: values computed from the whole context once, shared by every proxy.
+    _derived: dict[Callable[[PushContext], object], object] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(cls, snapshot: MeshSnapshot) -> PushContext:
         services = tuple(sorted(snapshot.services, key=lambda s: (s.hostname, s.vip)))
         by_host = {s.hostname: s for s in services}
-        virtual_services = _of_kind(snapshot.resources, VirtualService)
+        # Istio's order for "the first one wins" and gateway merges: oldest first, then
+        # namespace/name (docs/DECISIONS.md, "VirtualService conflicts").
+        virtual_services = tuple(oldest_first(_of_kind(snapshot.resources, VirtualService)))
         rules = _of_kind(snapshot.resources, DestinationRule)
         domain = snapshot.mesh.trust_domain
         rules_by_namespace: defaultdict[str, list[tuple[str, DestinationRule]]] = defaultdict(list)
@@ -121,7 +141,16 @@ class PushContext:
             ),
             fetched_jwks=snapshot.jwks,
             telemetries=_of_kind(snapshot.resources, Telemetry),
+            sidecars=_of_kind(snapshot.resources, Sidecar),
         )
+
+    def derived(self, compute: Callable[[PushContext], _T]) -> _T:
+        """`compute(self)`, once per context: a mesh-wide value every proxy's compile reads
+        (e.g. all peer identities). The compile cache compares it as one read
+        (compiler/incremental.py), so `compute` must be a pure function of the context."""
+        if compute not in self._derived:
+            self._derived[compute] = compute(self)
+        return cast(_T, self._derived[compute])
 
     # --- services and hosts -------------------------------------------------------------
 
@@ -145,11 +174,41 @@ class PushContext:
 
     def services_selecting(self, proxy: Proxy) -> tuple[Service, ...]:
         """Services in the proxy's namespace whose selector matches it: its inbound ports."""
-        return tuple(
-            s
-            for s in self.services
-            if s.namespace == proxy.namespace and labels_match(s.selector, proxy.labels)
-        )
+        in_namespace = self.derived(_services_by_namespace).get(proxy.namespace, ())
+        return tuple(s for s in in_namespace if labels_match(s.selector, proxy.labels))
+
+    # --- Sidecar scope and exportTo (model/sidecar_scope.py) ----------------------------
+
+    def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
+        """The Sidecar resource that applies to `proxy`, as a scope (UNSCOPED if none)."""
+        chosen = select_sidecar(proxy, self.sidecars, self.mesh.root_namespace)
+        return sidecar_scope(proxy, chosen)
+
+    def outbound_services(self, proxy: Proxy) -> tuple[Service, ...]:
+        """The services (ports narrowed) the proxy gets outbound config for: exportTo and
+        its Sidecar's egress hosts. Every outbound generator iterates this, not `services`."""
+        scope = self.sidecar_scope(proxy)
+        memo_key = (scope.key, proxy.namespace)
+        found = self._visible.get(memo_key)
+        if found is None:
+            found = self._visible[memo_key] = visible_services(
+                self.services, scope, proxy.namespace, self._route_targets(proxy.namespace)
+            )
+        return found
+
+    def outbound_policy(self, proxy: Proxy) -> OutboundPolicy:
+        """The Sidecar's outboundTrafficPolicy, else the mesh's (ALLOW_ANY / REGISTRY_ONLY)."""
+        return self.sidecar_scope(proxy).outbound_policy or self.mesh.outbound_policy
+
+    def _route_targets(self, namespace: str) -> Callable[[Service], list[Service]]:
+        def targets(service: Service) -> list[Service]:
+            vs = self.mesh_virtual_service(service.hostname, namespace)
+            if vs is None:
+                return []
+            found = (self.resolve_service(h, vs.namespace) for h in route_destination_hosts(vs))
+            return [s for s in found if s is not None]
+
+        return targets
 
     # --- VirtualServices --------------------------------------------------------------
 
@@ -260,6 +319,13 @@ def _resolve(host: str, namespace: str, domain: str, known: Mapping[str, Service
     return host
 
 
+def _services_by_namespace(push: PushContext) -> Mapping[str, tuple[Service, ...]]:
+    by_namespace: defaultdict[str, list[Service]] = defaultdict(list)
+    for service in push.services:
+        by_namespace[service.namespace].append(service)
+    return {namespace: tuple(found) for namespace, found in by_namespace.items()}
+
+
 def _of_kind(resources: Iterable[Resource], kind: type[_R]) -> tuple[_R, ...]:
     # Snapshot order stands in for Istio's creation-time order ("first one wins").
     return tuple(r for r in resources if isinstance(r, kind))
@@ -281,8 +347,8 @@ def _index_endpoints(
         members.sort(key=lambda w: (w.ip, w.name))
         for port in service.ports:
             index[(service.hostname, port.port)] = tuple(
-                _endpoint(w, port.target_port) for w in members
-            )
+                _endpoint(w, w.target_port(port)) for w in members
+            ) + tuple(e for number, e in service.static_endpoints if number == port.port)
     return index
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -160,7 +160,7 @@ class AdsConnection:
         not be in place, and removing it would leave a dangling reference (DESIGN §3).
         """
         order = [t for t in PUSH_ORDER if t in self._types and self._types[t].state.requested]
-        targets: dict[str, dict[str, PackedResource]] = {}
+        targets: dict[str, Mapping[str, PackedResource]] = {}
         nacked = False
         for type_url in order:
             stream = self._types[type_url]
@@ -181,7 +181,7 @@ class AdsConnection:
             await self._push_removals(order, targets)
 
     async def _push_removals(
-        self, order: list[str], targets: dict[str, dict[str, PackedResource]]
+        self, order: list[str], targets: dict[str, Mapping[str, PackedResource]]
     ) -> None:
         for type_url in reversed(order):
             if type_url not in targets or type_url not in WILDCARD_TYPES:
@@ -197,7 +197,7 @@ class AdsConnection:
                 await self._wait_answered(stream)
 
     def _update_payload(
-        self, stream: TypeStream, targets: dict[str, dict[str, PackedResource]], force_all: bool
+        self, stream: TypeStream, targets: dict[str, Mapping[str, PackedResource]], force_all: bool
     ) -> Payload:
         target = targets[stream.type_url]
         if self.delta:
@@ -227,7 +227,7 @@ class AdsConnection:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def _generate(self, type_url: str) -> dict[str, PackedResource]:
+    def _generate(self, type_url: str) -> Mapping[str, PackedResource]:
         resources = self._ctx.generator(self.proxy, type_url)
         return self._ctx.packer.pack_all(resources, self._ctx.version(), type_url)
 

@@ -103,8 +103,8 @@ class TypeStream:
         while the target still holds it, and ends once the client holds the whole target
         again (e.g. the bad config was deleted and the last good one is wanted once more).
         """
-        if self.records:
-            return
+        if self.records or not (self.rejected or self.nacked_version):
+            return  # in flight, or nothing was ever rejected: no NACK status to keep true
         mine = {n: r for n, r in target.items() if is_wanted(self.state, n)}
         blocked = [n for n, r in mine.items() if not self._holds(r) and self._rejects(r)]
         if blocked:
