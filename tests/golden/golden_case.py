@@ -14,13 +14,17 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from trellis.api.base import Resource
 from trellis.api.kinds import parse_documents
+from trellis.api.networking import ServiceEntry
 from trellis.compiler import ProxyConfig, compile_all
 from trellis.model.proxy import InterceptionMode, Proxy, ProxyType
 from trellis.model.push_context import PushContext
-from trellis.model.registry import Workload
+from trellis.model.registry import Service, Workload
 from trellis.model.snapshot import MeshConfig, MeshSnapshot, OutboundPolicy
-from trellis.registry.local import service_from_resource
+from trellis.registry.local import allocate_vip, service_from_resource
+from trellis.registry.service_entries import services_from_service_entries, vip_requests
+from trellis.registry.workload_entries import workloads_from_resources
 
 GOLDEN_DIR = Path(__file__).parent
 TEST_API = "golden.trellis.dev/v1"
@@ -54,17 +58,32 @@ def load_case(directory: Path) -> GoldenCase:
         for r in resources
         if r.kind == "Service"
     )
+    services += _service_entry_services(resources, {s.hostname: s.vip for s in services})
     snapshot = MeshSnapshot(
         version=1,
         resources=tuple(r for r in resources if r.kind != "Service"),
         services=services,
-        workloads=tuple(_workload(d) for d in test_docs if d["kind"] == "Workload"),
+        workloads=(
+            *(_workload(d) for d in test_docs if d["kind"] == "Workload"),
+            *workloads_from_resources(resources),  # WorkloadEntry, as trellisd adds them
+        ),
         mesh=_mesh(next((d for d in test_docs if d["kind"] == "MeshConfig"), None)),
     )
     proxies = tuple(_proxy(d) for d in test_docs if d["kind"] == "Proxy")
     if not proxies:
         raise ValueError(f"golden case {directory.name}: no `kind: Proxy` document")
     return GoldenCase(directory.name, snapshot, proxies)
+
+
+def _service_entry_services(
+    resources: tuple[Resource, ...], taken: dict[str, str]
+) -> tuple[Service, ...]:
+    """ServiceEntry hosts, auto-allocated VIPs taken as trellisd would (after the clusterIPs)."""
+    entries = [r for r in resources if isinstance(r, ServiceEntry)]
+    allocated = dict(taken)
+    for key in vip_requests(entries):
+        allocated[key] = allocate_vip(key, allocated)
+    return services_from_service_entries(entries, allocated)
 
 
 def _workload(doc: dict[str, Any]) -> Workload:

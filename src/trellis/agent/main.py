@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trellis.agent import join
 from trellis.agent.app import AppProcess
 from trellis.agent.bootstrap import BootstrapOptions, build_bootstrap
 from trellis.agent.capture import DEFAULT_CHAIN_PREFIX, CaptureOptions, setup_capture
@@ -27,6 +28,7 @@ from trellis.agent.stats import StatsServer
 from trellis.errors import RuntimeProblem, TrellisError
 from trellis.model.proxy import InterceptionMode, ProxyType
 from trellis.telemetry.istio_metrics import Workload
+from trellis.telemetry.peer import PEER_ENV
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run Envoy (and optionally the app after `--`) for one mesh workload.",
     )
     p.add_argument("--type", choices=["sidecar", "router"], default="sidecar")
-    p.add_argument("--name", required=True)
-    p.add_argument("--namespace", default="default")
-    p.add_argument("--ip", required=True, help="the workload's (pod's) IP")
-    p.add_argument("--labels", default="", help="k=v,k2=v2")
-    p.add_argument("--service-account", default="default")
-    p.add_argument("--xds-address", required=True, help="HOST:PORT of trellisd's xDS server")
+    p.add_argument("--name", default=None, help="required unless --join")
+    p.add_argument("-n", "--namespace", default=None, help="default: default")
+    p.add_argument("--ip", default=None, help="the workload's (pod's) IP; required unless --join")
+    p.add_argument("--labels", default=None, help="k=v,k2=v2")
+    p.add_argument("--service-account", default=None, help="default: default")
+    p.add_argument("--xds-address", default=None, help="HOST:PORT of trellisd's xDS server")
+    p.add_argument(
+        "--join", default=None, help="WorkloadGroup join token (or its file): self-register"
+    )
+    p.add_argument("--group", default=None, help="the WorkloadGroup to join (with --join)")
+    p.add_argument("--cluster-env", type=Path, default=None, help="settings file (with --join)")
     p.add_argument("--sotw", action="store_true", help="State-of-the-World ADS, not delta")
     p.add_argument("--admin-port", type=int, default=15000)
     p.add_argument("--stats-port", type=int, default=15090)
@@ -78,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capture-prefix", default=DEFAULT_CHAIN_PREFIX, help="iptables chain prefix")
     p.add_argument("--exclude-inbound-ports", default="", help="ports not captured inbound")
     p.add_argument("--exclude-outbound-cidrs", default="", help="CIDRs not captured outbound")
-    p.add_argument("--app-ports", default="", help="the app's ports (node metadata POD_PORTS)")
+    p.add_argument("--app-ports", default=None, help="the app's ports (node metadata POD_PORTS)")
     p.add_argument(
         "--interception-mode",
         choices=[m.value for m in InterceptionMode],
@@ -103,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str]) -> AgentConfig:
-    args = build_parser().parse_args(argv)
+    args = _complete(build_parser().parse_args(argv))
     host, port = _split_address(args.xds_address)
     proxy_type = ProxyType(args.type)
     bootstrap = BootstrapOptions(
@@ -126,7 +133,7 @@ def parse_config(argv: Sequence[str]) -> AgentConfig:
         interception=InterceptionMode(args.interception_mode),
         app_host=args.app_host,
         xds_root_pem=_read_text(args.xds_root_cert),
-        xds_token=_read_text(args.token_file).strip(),
+        xds_token=args.xds_token,
     )
     capture = None
     if args.capture == "iptables":
@@ -218,14 +225,8 @@ class Agent:
     async def _start_stats(self) -> None:
         """:STATS_PORT/stats/prometheus, Envoy's stats plus Istio's (DESIGN §6)."""
         opts = self.config.bootstrap
-        workload = Workload(
-            name=opts.name,
-            namespace=opts.namespace,
-            labels=dict(opts.labels),
-            service_account=opts.service_account,
-        )
         self.stats = StatsServer(
-            workload=workload, admin_port=opts.admin_port, port=opts.stats_port
+            workload=self._workload(), admin_port=opts.admin_port, port=opts.stats_port
         )
         try:
             await self.stats.start()
@@ -300,6 +301,16 @@ class Agent:
             log_event("capture_removed", chains=cfg.capture.chain_prefix)
         log_event("agent_stopped")
 
+    def _workload(self) -> Workload:
+        """This proxy's own workload, as its metrics and its peer header name it."""
+        opts = self.config.bootstrap
+        return Workload(
+            name=opts.name,
+            namespace=opts.namespace,
+            labels=dict(opts.labels),
+            service_account=opts.service_account,
+        )
+
     def _envoy_settings(self) -> EnvoySettings:
         cfg = self.config
         return EnvoySettings(
@@ -309,6 +320,7 @@ class Agent:
             drain_time_s=max(1, round(cfg.drain_seconds)),
             concurrency=cfg.concurrency,
             log_level=cfg.envoy_log_level,
+            extra_env=((PEER_ENV, self._workload().peer.encode()),),  # the x-trellis-peer value
         )
 
 
@@ -328,6 +340,39 @@ def _write_ready_file(path: Path, agent: Agent) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"envoy_pid={envoy_pid}\napp_pid={app_pid}\n")
     tmp.replace(path)
+
+
+def _complete(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill what `--join` leaves to cluster.env and detection; else apply the old defaults."""
+    if args.join:
+        joined = join.resolve(
+            join.JoinRequest(
+                token=join.read_token(args.join),
+                group=args.group,
+                namespace=args.namespace,
+                service_account=args.service_account,
+                labels=args.labels,
+                app_ports=args.app_ports,
+                xds_address=args.xds_address,
+                xds_root_cert=args.xds_root_cert,
+                ip=args.ip,
+                cluster_env=join.parse_cluster_env(_read_text(args.cluster_env)),
+            )
+        )
+        args.name, args.namespace, args.ip = joined.name, joined.namespace, joined.ip
+        args.service_account, args.labels = joined.service_account, joined.labels
+        args.app_ports, args.xds_address = joined.app_ports, joined.xds_address
+        args.xds_root_cert = joined.xds_root_cert
+        args.xds_token = joined.token
+        return args
+    for flag in ("name", "ip", "xds_address"):
+        if getattr(args, flag) is None:
+            raise SystemExit(f"trellis-agent: --{flag.replace('_', '-')} is required")
+    args.namespace = args.namespace or "default"
+    args.service_account = args.service_account or "default"
+    args.labels, args.app_ports = args.labels or "", args.app_ports or ""
+    args.xds_token = _read_text(args.token_file).strip()
+    return args
 
 
 def _read_text(path: Path | None) -> str:

@@ -92,10 +92,7 @@ def _check_destination_rule(spec: DestinationRuleSpec) -> Problems:
         path = f"spec.subsets[{i}]"
         if not subset.name:
             problems.append((f"{path}.name", "subset name is required; e.g. v1"))
-        if not subset.labels:
-            problems.append(
-                (f"{path}.labels", "a subset needs labels to pick its endpoints, e.g. version: v1")
-            )
+        # No labels is valid, as in Istio: the subset is every endpoint (egress-gateway task).
     policies = [("spec.trafficPolicy", spec.traffic_policy)] + [
         (f"spec.subsets[{i}].trafficPolicy", s.traffic_policy) for i, s in enumerate(spec.subsets)
     ]

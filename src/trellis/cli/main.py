@@ -6,7 +6,10 @@ import sys
 
 import typer
 
-from trellis.cli import ca, config, demo, mesh, proxy, tracing, workloads, x
+from trellis.cli import analyze, ca, config, demo, kube, mesh, proxy, tracing, workloads, x
+from trellis.cli import console as console_cli
+from trellis.cli import kube_cluster as cluster_cli
+from trellis.cli import release_mirror as mirror_cli
 from trellis.cli.output import err_console
 from trellis.errors import TrellisError
 
@@ -29,11 +32,22 @@ app.command()(workloads.stop)
 app.command()(config.apply)
 app.command()(config.delete)
 app.command()(config.get)
+app.command()(analyze.analyze)
 app.command("proxy-status")(proxy.proxy_status)
 app.command("proxy-config")(proxy.proxy_config)
 app.command()(tracing.tracing)
 app.add_typer(x.app, name="x")
+app.add_typer(console_cli.app, name="console")
 app.add_typer(ca.app, name="ca")
+app.add_typer(kube.manifest_app, name="manifest")
+app.add_typer(mirror_cli.app, name="release-mirror")
+app.command("kube-inject")(kube.kube_inject)
+app.command()(kube.install)
+app.command()(kube.upgrade)
+app.command()(kube.uninstall)
+app.command("verify-install")(kube.verify_install)
+x.app.command("precheck")(kube.x_precheck)
+x.app.command("check-inject")(cluster_cli.check_inject)
 
 
 def main() -> None:

@@ -18,12 +18,23 @@ import typer
 
 from trellis.ca import store as ca_store
 from trellis.cli.common import StateDirOption, layout_for, mesh_info, runtime, trellisd
+from trellis.cli.console_options import console_argv, print_console
+from trellis.cli.monitoring import (
+    PrometheusExtraOption,
+    PrometheusNamespacesOption,
+    PrometheusOption,
+    PrometheusPortOption,
+    print_prometheus,
+    prometheus_argv,
+    prometheus_options,
+)
 from trellis.cli.output import Format, console, err_console, print_object
 from trellis.errors import Conflict, RuntimeProblem, TrellisError
 from trellis.runtime.children import log_tail
 from trellis.runtime.layout import Layout, MeshInfo
 from trellis.runtime.loopback import choose_loopback_subnet, listening_addresses
 from trellis.runtime.netns import choose_subnet, host_networks, mesh_prefix, teardown
+from trellis.runtime.prometheus import PrometheusOptions
 
 UP_TIMEOUT_S = 90.0
 CAPTURE_IPTABLES = "iptables"
@@ -35,6 +46,8 @@ CaptureOption = typer.Option(
     "default: iptables when root, else proxy",
 )
 DEFAULT_TRACE_SAMPLING = 1.0  # percent of new requests traced, Istio's default
+ALLOW_ANY = "ALLOW_ANY"  # MeshConfig outboundTrafficPolicy.mode, Istio's default
+OUTBOUND_TRAFFIC_POLICIES = (ALLOW_ANY, "REGISTRY_ONLY")
 
 
 def up(
@@ -65,6 +78,19 @@ def up(
         max=100.0,
         help="Percent of new requests traced (0-100)",
     ),
+    outbound_traffic_policy: str = typer.Option(
+        ALLOW_ANY,
+        "--outbound-traffic-policy",
+        help="ALLOW_ANY (unknown hosts pass through) or REGISTRY_ONLY (they get 502)",
+    ),
+    prometheus: bool = PrometheusOption,
+    prometheus_port: int = PrometheusPortOption,
+    prometheus_namespaces: str = PrometheusNamespacesOption,
+    prometheus_extra_scrape_config: Path | None = PrometheusExtraOption,
+    no_console: bool = typer.Option(False, "--no-console", help="Do not run the web console"),
+    console_roles: str = typer.Option(
+        "", "--console-roles", help="Console roles granted besides cluster-admin: admin,edit,view"
+    ),
 ) -> None:
     """Start the mesh: trellisd, the ingress gateway and the trace store, in the background;
     return when ready."""
@@ -78,12 +104,20 @@ def up(
         workload_cert_ttl=workload_cert_ttl,
         tracing=not no_tracing,
         trace_sampling=trace_sampling,
+        outbound_traffic_policy=outbound_traffic_policy,
+        web_console=not no_console,
+        console_roles=console_roles,
+        prometheus=prometheus_options(
+            prometheus, prometheus_port, prometheus_namespaces, prometheus_extra_scrape_config
+        ),
     )
     info = mesh_info(layout)
     mode = "; no capture: apps use HTTP_PROXY" if info.proxy_mode else ""
     console.print(f"Mesh is up (state dir {layout.root}, prefix {info.prefix}{mode}).")
     console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
     _print_tracing(info)
+    print_prometheus(info)
+    print_console(info)
 
 
 def _print_tracing(info: MeshInfo) -> None:
@@ -124,7 +158,16 @@ def start_mesh(
     workload_cert_ttl: float | None = None,
     tracing: bool = True,
     trace_sampling: float = DEFAULT_TRACE_SAMPLING,
+    outbound_traffic_policy: str = ALLOW_ANY,
+    prometheus: PrometheusOptions | None = None,
+    web_console: bool = True,
+    console_roles: str = "",
 ) -> None:
+    if outbound_traffic_policy not in OUTBOUND_TRAFFIC_POLICIES:
+        raise TrellisError(
+            f"--outbound-traffic-policy: {outbound_traffic_policy!r} is not one of "
+            + ", ".join(OUTBOUND_TRAFFIC_POLICIES)
+        )
     capture = resolve_capture(capture)
     if capture == CAPTURE_PROXY and egress_gateway:
         raise RuntimeProblem(
@@ -153,9 +196,13 @@ def start_mesh(
         capture,
         "--trace-sampling",
         str(trace_sampling),
+        "--outbound-traffic-policy",
+        outbound_traffic_policy,
     ]
     if not tracing:
         argv.append("--no-tracing")
+    argv += prometheus_argv(prometheus)
+    argv += console_argv(web_console, console_roles)
     if egress_gateway:
         argv.append("--egress-gateway")
     if ca_dir is not None:
@@ -312,6 +359,8 @@ def status(
     )
     console.print(f"Ingress gateway: http://127.0.0.1:{info.ingress_port}/")
     _print_tracing(info)
+    print_prometheus(info)
+    print_console(info)
     for c in rt["components"]:
         state = "running" if c["alive"] else "DOWN"
         console.print(f"  {c['name']:<24} {state:<8} pid {c['pid']:<8} restarts {c['restarts']}")

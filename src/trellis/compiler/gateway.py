@@ -21,6 +21,7 @@ from trellis.compiler.destinations import RouteScope
 from trellis.compiler.filters import build_http_connection_manager, outbound_http_filters
 from trellis.compiler.http_route import translate_virtual_service
 from trellis.compiler.inbound_policy import build_inbound_policy_filters
+from trellis.compiler.peer_stats import with_peer_header
 from trellis.compiler.protos import socket_address
 from trellis.compiler.routes import route_configuration
 from trellis.compiler.tracing import hcm_tracing_for
@@ -130,8 +131,8 @@ def build_gateway_virtual_hosts(
 
 def _virtual_host(host: str, ports: list[int], routes: list[rc.Route]) -> rc.VirtualHost:
     domains = ["*"] if host == "*" else [host, *(f"{host}:{p}" for p in ports)]
-    return rc.VirtualHost(
-        name=VirtualHostName.build(host, ports[0]), domains=domains, routes=routes
+    return with_peer_header(  # the gateway, not the outside client, is the mesh caller
+        rc.VirtualHost(name=VirtualHostName.build(host, ports[0]), domains=domains, routes=routes)
     )
 
 

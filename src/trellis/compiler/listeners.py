@@ -39,6 +39,12 @@ from trellis.compiler.mtls import (
 )
 from trellis.compiler.protos import duration, socket_address
 from trellis.compiler.retries import inbound_retry_policy
+from trellis.compiler.sidecar_ingress import inbound_ports
+from trellis.compiler.telemetry import (
+    finish_client_listeners,
+    finish_inbound_listener,
+    finish_uncaptured_listeners,
+)
 from trellis.compiler.tracing import HcmTracing, hcm_tracing_for
 from trellis.model import names
 from trellis.model.names import ClusterName, ListenerName, RouteConfigName
@@ -61,18 +67,22 @@ def build_listeners(proxy: Proxy, push: PushContext) -> dict[str, listener_pb2.L
         listeners = build_proxy_mode_listeners(proxy, push)
     else:
         listeners = [
-            build_virtual_outbound(push.mesh),
+            build_virtual_outbound(push.mesh, push.outbound_policy(proxy)),
             build_virtual_inbound(proxy, push),
             *build_outbound_listeners(proxy, push),
         ]
+        return {listener.name: listener for listener in listeners}
+    finish_uncaptured_listeners(listeners, proxy, push)  # Telemetry, per-caller stats
     return {listener.name: listener for listener in listeners}
 
 
-def build_virtual_outbound(mesh: MeshConfig) -> listener_pb2.Listener:
-    """15001: captured outbound traffic; unknown destinations go by the outbound policy."""
-    fallback = (
-        names.PASSTHROUGH if mesh.outbound_policy == OutboundPolicy.ALLOW_ANY else names.BLACKHOLE
-    )
+def build_virtual_outbound(
+    mesh: MeshConfig, policy: OutboundPolicy | None = None
+) -> listener_pb2.Listener:
+    """15001: captured outbound traffic; unknown destinations go by the outbound policy (the
+    proxy's Sidecar's, else the mesh's)."""
+    allow = (policy or mesh.outbound_policy) == OutboundPolicy.ALLOW_ANY
+    fallback = names.PASSTHROUGH if allow else names.BLACKHOLE
     return listener_pb2.Listener(
         name=names.VIRTUAL_OUTBOUND,
         address=socket_address(names.WILDCARD_ADDRESS, names.VIRTUAL_OUTBOUND_PORT),
@@ -88,10 +98,11 @@ def build_virtual_outbound(mesh: MeshConfig) -> listener_pb2.Listener:
 def build_outbound_listeners(proxy: Proxy, push: PushContext) -> list[listener_pb2.Listener]:
     """`0.0.0.0_PORT` per HTTP port, `VIP_PORT` per TCP service port (first one wins a name)."""
     listeners: dict[str, listener_pb2.Listener] = {}
-    for service in push.services:
+    for service in push.outbound_services(proxy):  # exportTo + Sidecar egress scope
         for port in service.ports:
             listener = _outbound_listener(proxy, push, service, port)
             listeners.setdefault(listener.name, listener)
+    finish_client_listeners(listeners.values(), proxy, push)  # Telemetry accessLogging
     return list(listeners.values())
 
 
@@ -179,10 +190,9 @@ def build_virtual_inbound(proxy: Proxy, push: PushContext) -> listener_pb2.Liste
     """15006: filter chains per inbound port (one per mTLS variant), the rest straight to the
     app (passthrough)."""
     chains: dict[int, list[listener_components_pb2.FilterChain]] = {}
-    for service in push.services_selecting(proxy):
-        for port in service.ports:
-            if port.target_port not in chains:
-                chains[port.target_port] = build_inbound_port_chains(proxy, push, port)
+    for port in inbound_ports(proxy, push):
+        if port.target_port not in chains:
+            chains[port.target_port] = build_inbound_port_chains(proxy, push, port)
     ordered = [chain for p in sorted(chains) for chain in chains[p]]
     passthrough = build_tcp_proxy(
         names.INBOUND_PASSTHROUGH, [(names.INBOUND_PASSTHROUGH, 100)], push.mesh
@@ -196,6 +206,7 @@ def build_virtual_inbound(proxy: Proxy, push: PushContext) -> listener_pb2.Liste
         default_filter_chain=build_passthrough_chain(proxy, push, passthrough),
     )
     add_tls_inspector(listener)
+    finish_inbound_listener(listener, proxy, push)  # per-caller stats, Telemetry
     return listener
 
 

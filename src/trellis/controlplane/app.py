@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -20,14 +22,18 @@ from trellis.ca import store as ca_store
 from trellis.ca.authority import CertificateAuthority
 from trellis.ca.identity import JoinTokenIssuer
 from trellis.controlplane.auth import JoinTokenAuthenticator
+from trellis.controlplane.autoregister import DEFAULT_GRACE, AutoRegistrar
+from trellis.controlplane.gc_policy import tune_for_large_heap
 from trellis.controlplane.http_api import build_app
 from trellis.controlplane.jwks import refresh_forever as refresh_jwks_forever
+from trellis.controlplane.metrics import ControlPlaneMetrics, MeshSizes, start_metrics_server
 from trellis.controlplane.rootrotation import RootRotator, RotationSettings
 from trellis.controlplane.secrets import WorkloadSecrets
 from trellis.controlplane.state import MeshState, WorkloadRecord
+from trellis.kube.options import KubeOptions
 from trellis.model import xds_types
 from trellis.model.proxy import Proxy
-from trellis.model.snapshot import MeshConfig, MeshSnapshot
+from trellis.model.snapshot import MeshConfig, MeshSnapshot, OutboundPolicy
 from trellis.registry.local import hosts_entries
 from trellis.runtime.layout import XDS_ROOT_FILE
 from trellis.runtime.netns import write_netns_hosts
@@ -47,6 +53,11 @@ class DaemonSettings:
     workload_cert_ttl: timedelta = timedelta(hours=24)
     insecure_xds: bool = False  # plaintext xDS and no join tokens: debugging only
     mesh: MeshConfig = field(default_factory=MeshConfig)  # e.g. the trace store's address
+    monitoring_host: str = ""  # pilot_* metrics on HOST:monitoring_port/metrics; "" = off
+    monitoring_port: int = 15014
+    # How long an auto-registered WorkloadEntry outlives its proxy's xDS stream.
+    workload_entry_grace: timedelta = DEFAULT_GRACE
+    kube: KubeOptions | None = None  # --kubernetes: config and registry from the API server
 
     @property
     def socket_path(self) -> Path:
@@ -160,25 +171,37 @@ async def serve(settings: DaemonSettings) -> None:
             server.update(version, types, affected)  # type: ignore[arg-type]
 
     state = MeshState(store=store, mesh=settings.mesh, notify=notify)
+    metrics = ControlPlaneMetrics(
+        MeshSizes(
+            connected_proxies=lambda: 0 if server is None else len(server.connected()),
+            snapshot=lambda: state.snapshot,
+        )
+    )
+    state.config_events.append(metrics.config_event)
+    state.update_events.append(metrics.inbound_update)
     if settings.write_hosts:
         state.listeners.append(hosts_writer)
     ca = load_ca(settings)
     secrets = WorkloadSecrets(ca, _now, ttl=settings.workload_cert_ttl)
 
-    def generate(proxy: Proxy, type_url: str) -> dict[str, Message]:
+    def generate(proxy: Proxy, type_url: str) -> Mapping[str, Message]:
         if type_url == xds_types.SECRET:
             return secrets.secrets_for(proxy)
-        return dict(state.generate(proxy, type_url))
+        # Not copied: the same mapping for unchanged output is how the xDS layer skips it.
+        return state.generate(proxy, type_url)
 
     authenticator = None
     tls = None
+    registrar = AutoRegistrar(state, _now, settings.workload_entry_grace)
     if not settings.insecure_xds:
         key = ca_store.load_or_create_token_key(settings.state_dir)
-        authenticator = JoinTokenAuthenticator(JoinTokenIssuer(key), _now)
+        authenticator = JoinTokenAuthenticator(JoinTokenIssuer(key), _now, registrar.join)
         tls = serving_tls(ca, settings)
     else:
         settings.xds_root_path.unlink(missing_ok=True)  # agents then talk plaintext
-    server = AdsServer(generate, clock=time.monotonic, authenticator=authenticator)
+    server = AdsServer(
+        generate, clock=time.monotonic, authenticator=authenticator, observer=metrics
+    )
     state.rebuild()
     port = await server.start(settings.xds_host, settings.xds_port, tls)
     log.info("event=xds-listening address=%s:%d", settings.xds_host, port)
@@ -187,6 +210,11 @@ async def serve(settings: DaemonSettings) -> None:
         rotate_certificates(secrets, server, state, rotator), name="rotation"
     )
     jwks_refresh = asyncio.create_task(refresh_jwks_forever(state), name="jwks-refresh")
+    reconcile = functools.partial(registrar.reconcile_forever, server.connected)
+    unregister = asyncio.create_task(
+        _kubernetes(state, settings.kube, [reconcile], ca) if settings.kube else reconcile(),
+        name="workload-entry-reconcile",
+    )
 
     runner = web.AppRunner(
         build_app(state, server.statuses, secrets.describe, ca_admin=rotator), access_log=None
@@ -196,6 +224,7 @@ async def serve(settings: DaemonSettings) -> None:
     site = web.UnixSite(runner, str(settings.socket_path))
     await site.start()
     log.info("event=api-listening socket=%s", settings.socket_path)
+    metrics_runner = await _serve_metrics(metrics, settings)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -205,12 +234,47 @@ async def serve(settings: DaemonSettings) -> None:
     log.info("event=stopping")
     rotation.cancel()
     jwks_refresh.cancel()
+    unregister.cancel()
+    await asyncio.gather(unregister, return_exceptions=True)  # kube: releases its Lease
     await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     await server.stop(1.0)
     store.close()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+async def _kubernetes(
+    state: MeshState, options: KubeOptions, singletons: list[Any], ca: CertificateAuthority
+) -> None:
+    """The Kubernetes controller and webhooks; its client is imported only when asked for."""
+    from trellis.kube.daemon import run_kubernetes
+
+    await run_kubernetes(state, options, singletons, ca)
+
+
+async def _serve_metrics(
+    metrics: ControlPlaneMetrics, settings: DaemonSettings
+) -> web.AppRunner | None:
+    """istiod's :15014/metrics; a port in use costs the metrics, not the control plane."""
+    if not settings.monitoring_host:
+        return None
+    try:
+        runner, _ = await start_metrics_server(
+            metrics, settings.monitoring_host, settings.monitoring_port
+        )
+    except OSError as e:
+        log.warning(
+            "event=metrics-listen-failed address=%s:%d error=%s",
+            settings.monitoring_host,
+            settings.monitoring_port,
+            e,
+        )
+        return None
+    return runner
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """trellisd's flags; the Kubernetes install's tests parse its rendered args with this."""
     parser = argparse.ArgumentParser(prog="trellisd", description="Trellis control plane")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--xds-address", default="127.0.0.1:15010", help="HOST:PORT for xDS")
@@ -228,12 +292,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--trace-sampling", type=float, default=1.0, help="percent of new requests traced"
     )
+    parser.add_argument(
+        "--workload-entry-grace",
+        type=float,
+        default=DEFAULT_GRACE.total_seconds(),
+        help="seconds an auto-registered WorkloadEntry outlives its proxy's connection",
+    )
+    parser.add_argument(
+        "--monitoring-address",
+        default="",
+        help="HOST:PORT for Prometheus metrics (istiod's 15014); default: not served",
+    )
+    parser.add_argument(
+        "--outbound-traffic-policy",
+        choices=[p.value for p in OutboundPolicy],
+        default=OutboundPolicy.ALLOW_ANY.value,
+        help="what sidecars do with hosts the registry does not know",
+    )
+    parser.add_argument(
+        "--kubernetes", action="store_true", help="config and registry from the Kubernetes API"
+    )
+    parser.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster")
+    parser.add_argument("--kube-namespace", default="istio-system", help="trellisd's namespace")
+    parser.add_argument(
+        "--webhook-address", default="", help="HOST:PORT for the admission webhooks (HTTPS)"
+    )
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     host, _, port = args.xds_address.rpartition(":")
+    monitoring_host, _, monitoring_port = args.monitoring_address.rpartition(":")
     settings = DaemonSettings(
         state_dir=args.state_dir,
         xds_host=host,
@@ -242,10 +336,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         ca_dir=args.ca_dir,
         workload_cert_ttl=timedelta(seconds=args.workload_cert_ttl),
         insecure_xds=args.insecure_xds,
-        mesh=MeshConfig(tracing_address=args.tracing_address, trace_sampling=args.trace_sampling),
+        mesh=MeshConfig(
+            tracing_address=args.tracing_address,
+            trace_sampling=args.trace_sampling,
+            outbound_policy=OutboundPolicy(args.outbound_traffic_policy),
+        ),
+        monitoring_host=monitoring_host,
+        monitoring_port=int(monitoring_port or 15014),
+        workload_entry_grace=timedelta(seconds=args.workload_entry_grace),
+        kube=_kube_options(args) if args.kubernetes else None,
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    tune_for_large_heap()  # controlplane/gc_policy.py
     asyncio.run(serve(settings))
+
+
+def _kube_options(args: argparse.Namespace) -> KubeOptions:
+    webhook_host, _, webhook_port = args.webhook_address.rpartition(":")
+    return KubeOptions(
+        kubeconfig=args.kubeconfig,
+        namespace=args.kube_namespace,
+        webhook_host=webhook_host,
+        webhook_port=int(webhook_port or 15017),
+    )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,20 @@ class ServicePort:
     protocol: Protocol
 
 
+class Resolution(enum.Enum):
+    """How a sidecar finds a service's endpoints (Istio's model.Resolution).
+
+    CLIENT_SIDE_LB: EDS (v1 Services, ServiceEntry STATIC); DNS: STRICT_DNS cluster;
+    DNS_ROUND_ROBIN: LOGICAL_DNS cluster; PASSTHROUGH: ServiceEntry NONE, the connection's
+    original destination (ORIGINAL_DST cluster).
+    """
+
+    CLIENT_SIDE_LB = "CLIENT_SIDE_LB"
+    DNS = "DNS"
+    DNS_ROUND_ROBIN = "DNS_ROUND_ROBIN"
+    PASSTHROUGH = "PASSTHROUGH"
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A service in the registry (from a v1 Service or a ServiceEntry host)."""
@@ -63,11 +77,17 @@ class Service:
     selector: Mapping[str, str] = field(default_factory=dict)
     mesh_external: bool = False
     domain: str = DEFAULT_DOMAIN
+    # ServiceEntry hosts (registry/service_entries.py): the host as written is the FQDN.
+    host: str = ""
+    resolution: Resolution = Resolution.CLIENT_SIDE_LB
+    # (service port number, endpoint) pairs a ServiceEntry lists itself (`endpoints`).
+    static_endpoints: tuple[tuple[int, Endpoint], ...] = ()
+    export_to: tuple[str, ...] = ()
 
     @property
     def hostname(self) -> str:
         """The FQDN Istio uses for cluster names and virtual hosts."""
-        return f"{self.name}.{self.namespace}.svc.{self.domain}"
+        return self.host or f"{self.name}.{self.namespace}.svc.{self.domain}"
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.port == number), None)
@@ -84,6 +104,13 @@ class Workload:
     service_account: str = "default"
     has_sidecar: bool = True
     ports: tuple[int, ...] = ()
+    # A WorkloadEntry's named ports: a service port of that name reaches this number instead
+    # of the service's targetPort (Istio's WorkloadEntry `ports`).
+    named_ports: Mapping[str, int] = field(default_factory=dict)
+
+    def target_port(self, port: ServicePort) -> int:
+        """Where this workload listens for a service port."""
+        return self.named_ports.get(port.name, port.target_port)
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         """Kubernetes label-selector semantics (matchLabels); an empty selector matches nothing."""

@@ -75,6 +75,14 @@ class MeshInfo:
     tracing_address: str = ""
     tracing_query_port: int = 0
     trace_sampling: float = 1.0
+    # trellisd's Prometheus metrics (istiod's http-monitoring 15014) on bridge_ip; Prometheus
+    # itself (`trellis up --prometheus`) on 127.0.0.1:prometheus_port, 0 when not running.
+    monitoring_port: int = 15014
+    prometheus_port: int = 0
+    # The console (`trellis console`) on 127.0.0.1:console_port, 0 with --no-console; the roles
+    # besides cluster-admin the operator granted (`--console-roles admin,edit,view`).
+    console_port: int = 0
+    console_roles: str = ""
 
     @property
     def proxy_mode(self) -> bool:

@@ -21,9 +21,11 @@ from aiohttp import web
 from trellis.errors import TrellisError
 from trellis.runtime.children import Child
 from trellis.runtime.client import LocalApi
+from trellis.runtime.console import console_child, plan_console_port, wait_console
 from trellis.runtime.layout import Layout, MeshInfo
 from trellis.runtime.loopback import HOST_ADDRESS, free_port
 from trellis.runtime.netns import MeshNetwork, mesh_prefix
+from trellis.runtime.prometheus import PrometheusOptions, PrometheusRunner, scraped_proxies
 from trellis.runtime.trace_store import plan_trace_store, trace_store_child, wait_trace_store
 from trellis.runtime.workloads import WorkloadManager, WorkloadSpec
 
@@ -40,6 +42,8 @@ class Supervisor:
         network: MeshNetwork | None,
         trellisd_args: Sequence[str] = (),
         tracing: bool = False,
+        prometheus: PrometheusOptions | None = None,
+        console: bool = False,
     ) -> None:
         self.layout = layout
         self.info = info
@@ -53,6 +57,8 @@ class Supervisor:
             str(layout.root),
             "--xds-address",
             f"{info.bridge_ip}:{info.xds_port}",
+            "--monitoring-address",
+            f"{info.bridge_ip}:{info.monitoring_port}",
         ]
         if network is None:
             argv.append("--no-hosts")  # names resolve through the sidecar, not /etc/hosts
@@ -62,6 +68,13 @@ class Supervisor:
         self.workloads.components.append(self.trellisd)
         self.tracing = tracing
         self.trace_store: Child | None = None
+        self.prometheus: PrometheusRunner | None = None
+        if prometheus is not None:
+            control_plane = f"{info.bridge_ip}:{info.monitoring_port}"
+            self.prometheus = PrometheusRunner(layout, prometheus, control_plane)
+            self.workloads.components.append(self.prometheus.child)
+        self.console_enabled = console
+        self.console: Child | None = None
         self.stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -73,6 +86,11 @@ class Supervisor:
         await self.trellisd.start()
         await self._wait_trellisd(30.0)
         await self.workloads.start_gateways()
+        if self.prometheus is not None:
+            await self.prometheus.start(self.workloads)
+            self.info.prometheus_port = self.prometheus.options.port
+        if self.console_enabled:
+            await self._start_console()
         self.workloads.save()
         self.info.ready = True
         self.info.save(self.layout.mesh_file)
@@ -92,6 +110,18 @@ class Supervisor:
         log.info(
             "event=trace-store-ready otlp=%s query_port=%d", plan.otlp_address, plan.query_port
         )
+
+    async def _start_console(self) -> None:
+        """After trellisd and Prometheus: the console reads both."""
+        port = plan_console_port()
+        self.console = console_child(
+            self.layout, port, self.info.console_roles, self.info.prometheus_port
+        )
+        self.workloads.components.append(self.console)
+        await self.console.start()
+        await wait_console(self.console, port, 30.0)
+        self.info.console_port = port
+        log.info("event=console-ready port=%d", port)
 
     async def _wait_trellisd(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -118,11 +148,26 @@ class Supervisor:
                 log.warning("event=restart component=trace-store")
                 await self.trace_store.restart()
                 self.workloads.save()
+            if self.console is not None and not self.console.alive():
+                log.warning("event=restart component=console")
+                await self.console.restart()
+                self.workloads.save()
             await self.workloads.restart_dead()
+            await self._watch_prometheus()
             try:
                 await asyncio.wait_for(self.stopping.wait(), timeout=0.5)
             except TimeoutError:
                 pass
+
+    async def _watch_prometheus(self) -> None:
+        """Keep its targets current (it re-reads the file itself); restart it if it died."""
+        if self.prometheus is None:
+            return
+        self.prometheus.refresh(self.workloads)
+        if not self.prometheus.child.alive():
+            log.warning("event=restart component=prometheus")
+            await self.prometheus.child.restart()
+            self.workloads.save()
 
     async def shutdown(self) -> None:
         log.info("event=shutdown")
@@ -130,6 +175,10 @@ class Supervisor:
         await self.trellisd.stop()
         if self.trace_store is not None:
             await self.trace_store.stop()
+        if self.prometheus is not None:
+            await self.prometheus.child.stop()
+        if self.console is not None:
+            await self.console.stop()
         if self.network is not None:
             await asyncio.to_thread(self.network.teardown)
         self.layout.mesh_file.unlink(missing_ok=True)
@@ -147,6 +196,8 @@ def build_api(sup: Supervisor) -> web.Application:
                 "components": [
                     sup.trellisd.describe(),
                     *([sup.trace_store.describe()] if sup.trace_store else []),
+                    *([sup.prometheus.child.describe()] if sup.prometheus else []),
+                    *([sup.console.describe()] if sup.console else []),
                     *sup.workloads.describe_gateways(),
                 ],
             }
@@ -172,6 +223,20 @@ def build_api(sup: Supervisor) -> web.Application:
             return web.json_response({"error": f"no workload {name} in namespace {ns}"}, status=404)
         return web.json_response({"ok": True})
 
+    @routes.get("/scrape-targets")
+    async def scrape_targets(_: web.Request) -> web.Response:
+        """Every proxy's stats address: what Prometheus and the console's own scrape read."""
+        items = [
+            {
+                "namespace": p.namespace,
+                "name": p.name,
+                "address": p.address,
+                "labels": dict(p.labels),
+            }
+            for p in scraped_proxies(sup.workloads)
+        ]
+        return web.json_response({"items": items})
+
     @routes.post("/shutdown")
     async def shutdown(_: web.Request) -> web.Response:
         sup.stopping.set()
@@ -183,10 +248,15 @@ def build_api(sup: Supervisor) -> web.Application:
 
 
 async def amain(
-    layout: Layout, info: MeshInfo, trellisd_args: Sequence[str] = (), tracing: bool = False
+    layout: Layout,
+    info: MeshInfo,
+    trellisd_args: Sequence[str] = (),
+    tracing: bool = False,
+    prometheus: PrometheusOptions | None = None,
+    console: bool = False,
 ) -> int:
     network = None if info.proxy_mode else MeshNetwork(prefix=info.prefix, subnet=info.subnet)
-    sup = Supervisor(layout, info, network, trellisd_args, tracing)
+    sup = Supervisor(layout, info, network, trellisd_args, tracing, prometheus, console)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.stopping.set)
@@ -219,8 +289,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workload-cert-ttl", default=None, help="seconds, for trellisd")
     parser.add_argument("--no-tracing", action="store_true", help="do not run the trace store")
     parser.add_argument("--trace-sampling", type=float, default=1.0, help="percent, for trellisd")
+    parser.add_argument("--outbound-traffic-policy", default="ALLOW_ANY", help="for trellisd")
+    parser.add_argument("--prometheus-port", type=int, default=0, help="run Prometheus (0: no)")
+    parser.add_argument("--prometheus-namespaces", default="", help="a,b: scrape only these")
+    parser.add_argument("--prometheus-extra-scrape-config", type=Path, default=None)
+    parser.add_argument("--no-console", action="store_true", help="do not run the console")
+    parser.add_argument("--console-roles", default="", help="admin,edit,view: granted roles")
     args = parser.parse_args(argv)
     trellisd_args: list[str] = ["--trace-sampling", str(args.trace_sampling)]
+    trellisd_args += ["--outbound-traffic-policy", args.outbound_traffic_policy]
     if args.ca_dir:
         trellisd_args += ["--ca-dir", args.ca_dir]
     if args.workload_cert_ttl:
@@ -241,11 +318,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         started_at=time.time(),
         capture=args.capture,
         trace_sampling=args.trace_sampling,
+        console_roles=args.console_roles,
     )
     if proxy_mode:
         info.xds_port = free_port(HOST_ADDRESS)
+        info.monitoring_port = free_port(HOST_ADDRESS)
     info.save(layout.mesh_file)
-    sys.exit(asyncio.run(amain(layout, info, trellisd_args, tracing=not args.no_tracing)))
+    sys.exit(
+        asyncio.run(
+            amain(
+                layout,
+                info,
+                trellisd_args,
+                not args.no_tracing,
+                _prometheus(args),
+                console=not args.no_console,
+            )
+        )
+    )
+
+
+def _prometheus(args: argparse.Namespace) -> PrometheusOptions | None:
+    if not args.prometheus_port:
+        return None
+    return PrometheusOptions(
+        port=args.prometheus_port,
+        namespaces=tuple(n for n in args.prometheus_namespaces.split(",") if n),
+        extra_scrape_config=args.prometheus_extra_scrape_config,
+    )
 
 
 if __name__ == "__main__":
