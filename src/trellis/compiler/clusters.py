@@ -15,6 +15,9 @@ from trellis.api.networking import ClientTLSMode, ClientTLSSettings, Destination
 from trellis.compiler.forward_proxy import build_forward_passthrough_cluster
 from trellis.compiler.mtls import apply_client_mtls
 from trellis.compiler.protos import ads_config_source, duration, pack, socket_address, struct
+from trellis.compiler.resolution import apply_resolution
+from trellis.compiler.sidecar_ingress import build_sidecar_ingress_clusters
+from trellis.compiler.telemetry import track_request_sizes
 from trellis.compiler.tracing import build_tracing_clusters
 from trellis.compiler.traffic_policy import (
     HTTP_PROTOCOL_OPTIONS,
@@ -26,6 +29,7 @@ from trellis.compiler.traffic_policy import (
     build_tcp_keepalive,
     cluster_policy,
     healthy_panic_threshold,
+    with_auto_sni,
 )
 from trellis.model import names
 from trellis.model.names import ClusterName
@@ -48,14 +52,23 @@ def build_clusters(proxy: Proxy, push: PushContext) -> dict[str, cluster_pb2.Clu
 
 def build_outbound_clusters(proxy: Proxy, push: PushContext) -> list[cluster_pb2.Cluster]:
     clusters: list[cluster_pb2.Cluster] = []
-    for service in push.services:
-        rule = push.destination_rule(service.hostname, proxy.namespace)
-        subsets = [""] + ([s.name for s in rule.spec.subsets] if rule else [])
-        for port in service.ports:
-            clusters.extend(
-                build_outbound_cluster(service, port, subset, rule, push.mesh) for subset in subsets
-            )
+    for service in push.outbound_services(proxy):  # exportTo + Sidecar egress scope
+        clusters.extend(build_service_clusters(proxy, push, service))
     return clusters
+
+
+def build_service_clusters(
+    proxy: Proxy, push: PushContext, service: Service
+) -> list[cluster_pb2.Cluster]:
+    """One outbound service's clusters: per port, the default one and one per subset (the
+    compile cache keeps them per service: compiler/dependencies.py)."""
+    rule = push.destination_rule(service.hostname, proxy.namespace)
+    subsets = [""] + ([s.name for s in rule.spec.subsets] if rule else [])
+    return [
+        build_outbound_cluster(service, port, subset, rule, push.mesh)
+        for port in service.ports
+        for subset in subsets
+    ]
 
 
 def build_outbound_cluster(
@@ -75,11 +88,18 @@ def build_outbound_cluster(
         ),
         metadata=_istio_metadata(service, subset),
     )
+    track_request_sizes(cluster, port.protocol)  # istio_request_bytes / _response_bytes
     policy = cluster_policy(rule, subset, port.port)
     apply_policy(cluster, policy, port.protocol, mesh)
+    apply_resolution(cluster, service, port, _subset_labels(rule, subset))
     if not service.mesh_external:
         apply_client_mtls(cluster, policy.tls, mesh.trust_domain)
     return cluster
+
+
+def _subset_labels(rule: DestinationRule | None, subset: str) -> dict[str, str]:
+    found = next((s for s in rule.spec.subsets if s.name == subset), None) if rule else None
+    return dict(found.labels) if found else {}
 
 
 def apply_policy(
@@ -99,7 +119,7 @@ def apply_policy(
         cluster.common_lb_config.healthy_panic_threshold.CopyFrom(panic)
     _set_optional(cluster, "upstream_connection_options", build_tcp_keepalive(pool))
     _set_optional(cluster, "transport_socket", build_upstream_tls(policy.tls))
-    options = build_http_protocol_options(pool, protocol)
+    options = with_auto_sni(build_http_protocol_options(pool, protocol), policy.tls, protocol)
     if options is not None:
         cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
 
@@ -148,6 +168,8 @@ def _validation_context(tls: ClientTLSSettings) -> common_pb2.CertificateValidat
     context = common_pb2.CertificateValidationContext(
         trusted_ca=base_pb2.DataSource(filename=tls.ca_certificates or "")
     )
+    if tls.ca_crl:
+        context.crl.filename = tls.ca_crl
     for san in tls.subject_alt_names:
         san_type = (
             common_pb2.SubjectAltNameMatcher.SanType.URI
@@ -167,7 +189,10 @@ def _validation_context(tls: ClientTLSSettings) -> common_pb2.CertificateValidat
 
 def build_inbound_clusters(proxy: Proxy, push: PushContext) -> list[cluster_pb2.Cluster]:
     """`inbound|TARGETPORT||` -> the app (on 127.0.0.1 in a pod, on its private loopback
-    address without capture), one per port of a service selecting us."""
+    address without capture), one per port of a service selecting us; a Sidecar's ingress
+    listeners replace those ports (sidecar_ingress.py)."""
+    if proxy.captured and (ingress := push.sidecar_scope(proxy).ingress):
+        return build_sidecar_ingress_clusters(proxy, push, ingress)
     clusters: dict[str, cluster_pb2.Cluster] = {}
     for service in push.services_selecting(proxy):
         for port in service.ports:
@@ -191,6 +216,7 @@ def build_inbound_cluster(
         circuit_breakers=build_circuit_breakers(None),
         metadata=_istio_metadata(service, ""),
     )
+    track_request_sizes(cluster, port.protocol)  # istio_request_bytes / _response_bytes
     options = build_http_protocol_options(None, port.protocol)
     if options is not None:
         cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))

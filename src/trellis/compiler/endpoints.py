@@ -9,8 +9,10 @@ from collections.abc import Iterable, Mapping
 
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from trellis.compiler.locality import LocalityPlan, build_locality_endpoints, locality_plan
 from trellis.compiler.mtls import endpoint_tls_metadata
 from trellis.compiler.protos import socket_address, struct
+from trellis.compiler.traffic_policy import cluster_policy
 from trellis.model.names import ClusterName
 from trellis.model.proxy import Proxy
 from trellis.model.push_context import PushContext, labels_match
@@ -42,7 +44,10 @@ def build_service_endpoints(
         members = push.endpoints(service, port)
         for subset, labels in subsets.items():
             name = ClusterName.outbound(port.port, subset, service.hostname)
-            assignments[name] = build_load_assignment(name, _in_subset(members, labels))
+            policy = cluster_policy(rule, subset, port.port)
+            plan = locality_plan(policy.load_balancer, policy.outlier_detection)
+            chosen = _in_subset(members, labels)
+            assignments[name] = build_load_assignment(name, chosen, proxy.labels, plan)
     return assignments
 
 
@@ -52,14 +57,16 @@ def _in_subset(endpoints: Iterable[Endpoint], labels: Mapping[str, str]) -> list
 
 
 def build_load_assignment(
-    cluster: str, endpoints: Iterable[Endpoint]
+    cluster: str,
+    endpoints: Iterable[Endpoint],
+    proxy_labels: Mapping[str, str] | None = None,
+    plan: LocalityPlan | None = None,
 ) -> endpoint_pb2.ClusterLoadAssignment:
-    """All endpoints in one locality; an empty list is valid (the cluster answers 503 UH)."""
-    lb_endpoints = [build_lb_endpoint(e) for e in endpoints]
-    localities = [endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)]
-    return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=cluster, endpoints=localities if lb_endpoints else []
-    )
+    """Endpoints grouped by locality, with priorities or weights relative to the calling
+    proxy's locality when `plan` says so (compiler/locality.py); an empty list is valid (the
+    cluster answers 503 UH)."""
+    localities = build_locality_endpoints(endpoints, proxy_labels or {}, plan, build_lb_endpoint)
+    return endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster, endpoints=localities)
 
 
 def build_lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:

@@ -16,6 +16,7 @@ from envoy.type.v3 import percent_pb2
 
 from trellis.api.duration import parse_duration
 from trellis.api.networking import (
+    ClientTLSMode,
     ClientTLSSettings,
     ConnectionPoolSettings,
     DestinationRule,
@@ -34,6 +35,7 @@ from trellis.model.registry import Protocol
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _MAX_U32 = 2**32 - 1
 _LB = cluster_pb2.Cluster.LbPolicy
+_ORIGINATING = (ClientTLSMode.SIMPLE, ClientTLSMode.MUTUAL)
 _SIMPLE_LB = {
     SimpleLB.ROUND_ROBIN: _LB.ROUND_ROBIN,
     SimpleLB.RANDOM: _LB.RANDOM,
@@ -108,6 +110,32 @@ def apply_load_balancer(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings |
         cluster.lb_policy = _LB.CLUSTER_PROVIDED
     elif lb.simple is not None:
         cluster.lb_policy = _SIMPLE_LB[lb.simple]
+    _apply_warmup(cluster, lb)
+    locality = lb.locality_lb_setting
+    if locality is not None and locality.enabled is not False and locality.distribute:
+        # EDS then carries per-locality weights (compiler/locality.py); Envoy honours them
+        # only with locality-weighted load balancing on.
+        cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
+
+
+def _apply_warmup(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings) -> None:
+    """`warmupDurationSecs` / `warmup`: Envoy's slow start, which only the round-robin and
+    least-request balancers have (Istio ignores it for the others)."""
+    window = lb.warmup.duration if lb.warmup else lb.warmup_duration_secs
+    if window is None:
+        return
+    if cluster.lb_policy == _LB.ROUND_ROBIN:
+        slow_start = cluster.round_robin_lb_config.slow_start_config
+    elif cluster.lb_policy == _LB.LEAST_REQUEST:
+        slow_start = cluster.least_request_lb_config.slow_start_config
+    else:
+        return
+    slow_start.slow_start_window.CopyFrom(duration_of(window))
+    if lb.warmup is not None and lb.warmup.minimum_percent is not None:
+        slow_start.min_weight_percent.value = lb.warmup.minimum_percent
+    if lb.warmup is not None and lb.warmup.aggression is not None:
+        slow_start.aggression.default_value = lb.warmup.aggression
+        slow_start.aggression.runtime_key = "upstream.slow_start.aggression"
 
 
 def _apply_consistent_hash(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings) -> None:
@@ -255,3 +283,26 @@ def healthy_panic_threshold(outlier: OutlierDetection | None) -> percent_pb2.Per
     if outlier is None:
         return None
     return percent_pb2.Percent(value=float(outlier.min_health_percent or 0))
+
+
+# --- upstream TLS on HTTP clusters ----------------------------------------------------------
+
+
+def with_auto_sni(
+    options: hpo.HttpProtocolOptions | None, tls: ClientTLSSettings | None, protocol: Protocol
+) -> hpo.HttpProtocolOptions | None:
+    """DestinationRule `tls` SIMPLE/MUTUAL without `sni` on an HTTP port: as Istio does, Envoy
+    takes the SNI from each request's Host (`auto_sni`), and, when it verifies the server
+    against `caCertificates` without `subjectAltNames`, checks the certificate against that
+    host too (`auto_san_validation`)."""
+    if tls is None or tls.mode not in _ORIGINATING or tls.sni or not protocol.is_http:
+        return options
+    if options is None:
+        options = hpo.HttpProtocolOptions()
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    upstream = options.upstream_http_protocol_options
+    upstream.auto_sni = True
+    verifying = tls.ca_certificates and not tls.insecure_skip_verify
+    if verifying and not tls.subject_alt_names:
+        upstream.auto_san_validation = True
+    return options

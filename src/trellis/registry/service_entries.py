@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from trellis.api.networking import Location, ServiceEntry, WorkloadEntrySpec
 from trellis.api.networking import Resolution as EntryResolution
+from trellis.compiler.locality import locality_labels
 from trellis.model.registry import Endpoint, Protocol, Resolution, Service, ServicePort
 
 # Istio marks endpoints that run a sidecar with this label (auto mTLS for MESH_INTERNAL).
@@ -136,8 +137,9 @@ def _static_endpoints(
 def _endpoint(
     entry: ServiceEntry, index: int, spec: WorkloadEntrySpec, port: ServicePort, external: bool
 ) -> Endpoint:
-    """An endpoint's `ports` map a port name to its own port; else the target port."""
-    labels = dict(spec.labels)
+    """An endpoint's `ports` map a port name to its own port; else the target port. Its
+    `locality` becomes the topology labels (compiler/locality.py), explicit labels winning."""
+    labels = {**locality_labels(spec.locality), **spec.labels}
     return Endpoint(
         address=spec.address or "",
         port=spec.ports.get(port.name, port.target_port),

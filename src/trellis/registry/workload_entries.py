@@ -20,6 +20,7 @@ from trellis.api.networking import (
     WorkloadEntrySpec,
     WorkloadGroup,
 )
+from trellis.compiler.locality import locality_labels
 from trellis.model.registry import Workload
 
 # Istio's label for the endpoint's mTLS mode; `istio` means the workload has a sidecar.
@@ -46,7 +47,8 @@ def has_sidecar(spec: WorkloadEntrySpec) -> bool:
 
 def workload_from_entry(entry: WorkloadEntry) -> Workload | None:
     """The registry workload for one entry; None when its address is not an IP (a DNS name
-    serves only ServiceEntry DNS resolution, which reads the entry itself)."""
+    serves only ServiceEntry DNS resolution, which reads the entry itself). Its `locality`
+    becomes the topology labels, as Istio augments workload labels (explicit labels win)."""
     spec = entry.spec
     if not _is_ip(spec.address or ""):
         return None
@@ -54,7 +56,7 @@ def workload_from_entry(entry: WorkloadEntry) -> Workload | None:
         name=entry.name,
         namespace=entry.namespace,
         ip=str(ipaddress.ip_address(spec.address or "")),
-        labels=dict(spec.labels),
+        labels={**locality_labels(spec.locality), **spec.labels},
         service_account=spec.service_account or "default",
         has_sidecar=has_sidecar(spec),
         ports=tuple(sorted(set(spec.ports.values()))),
