@@ -46,6 +46,17 @@ class Conflict(TrellisError):
     """The request clashes with what exists (a name in use, a port taken, a mesh already up)."""
 
 
+class BadRequest(TrellisError):
+    """A local API (trellisd, the runtime) refused the request itself as malformed (HTTP 4xx).
+
+    Kept apart from RuntimeProblem so a relaying server (the console) answers a 4xx, not a 502.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class RuntimeProblem(TrellisError):
     """The local runtime could not do what was asked (a process did not start, no root, ...)."""
 

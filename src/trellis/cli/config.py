@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import typer
 
@@ -15,12 +16,23 @@ from trellis.errors import TrellisError
 
 
 def read_input(filename: str) -> str:
-    if filename == "-":
-        return sys.stdin.read()
+    """A -f argument's text (`-` is stdin) as UTF-8; anything unreadable is one error line."""
+    where = "standard input" if filename == "-" else filename
     try:
-        return Path(filename).read_text()
+        if filename == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            data = stream.read() if stream is not None else sys.stdin.read().encode()
+        else:
+            data = Path(filename).read_bytes()
     except OSError as e:
-        raise TrellisError(f"cannot read {filename}: {e.strerror}") from e
+        raise TrellisError(f"cannot read {where}: {e.strerror or e}") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TrellisError(
+            f"cannot read {where}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+            f"{e.start}); save it as UTF-8"
+        ) from None
 
 
 def _plural(kind: str) -> str:
@@ -74,12 +86,12 @@ def get(
     state_dir: Path | None = StateDirOption,
 ) -> None:
     """List resources of a kind, or show one."""
-    params = f"?kind={resolve_kind(kind).KIND}"
+    query = [("kind", resolve_kind(kind).KIND)]
     if not all_namespaces:
-        params += f"&namespace={namespace}"
+        query.append(("namespace", namespace))
     if name:
-        params += f"&name={name}"
-    items = trellisd(layout_for(state_dir)).call("GET", f"/resources{params}")["items"]
+        query.append(("name", name))
+    items = trellisd(layout_for(state_dir)).call("GET", f"/resources?{urlencode(query)}")["items"]
     rows = [_row(i) for i in items]
     print_items(
         rows,

@@ -11,7 +11,8 @@ from trellis.api.kinds import parse_resource, resolve_kind
 from trellis.console import config_api
 from trellis.console.context import context_of
 from trellis.console.mesh_client import MeshClient
-from trellis.errors import NotFound, ValidationError
+from trellis.console.openapi import ISTIO_KINDS
+from trellis.errors import NotFound, TrellisError, ValidationError
 
 SERVICE_KIND = "Service"  # a Kubernetes core kind: shown under services, not Istio config
 
@@ -43,7 +44,14 @@ async def config_view(request: web.Request) -> web.Response:
 
 
 def _key(request: web.Request) -> tuple[str, str, str]:
-    kind = resolve_kind(request.match_info["kind"]).KIND
+    """(kind, namespace, name) the path names; a word that is no Istio config kind is a 404."""
+    word = request.match_info["kind"]
+    try:
+        kind = resolve_kind(word).KIND
+    except TrellisError:
+        kind = SERVICE_KIND  # refused just below, with the same answer
+    if kind == SERVICE_KIND:
+        raise NotFound(f"no Istio config kind {word!r}; kinds: {', '.join(ISTIO_KINDS)}")
     return kind, request.match_info["ns"], request.match_info["name"]
 
 

@@ -18,7 +18,7 @@ from trellis.console.graph import (
     GraphType,
     build_graph,
 )
-from trellis.console.mesh_client import statuses_by_workload
+from trellis.console.mesh_client import MeshClient, statuses_by_workload
 from trellis.console.metrics_source import RateQuery
 from trellis.console.samples import DURATION_BUCKET, REQUESTS, TCP_RECEIVED, TCP_SENT
 from trellis.errors import NotFound
@@ -189,6 +189,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def config_dump(request: web.Request) -> web.Response:
     mesh = context_of(request).mesh
     ns, pod = request.match_info["ns"], request.match_info["pod"]
+    await _known_pod(mesh, ns, pod)
     listeners = await mesh.proxy_config(ns, pod, "listeners")
     routes = await mesh.proxy_config(ns, pod, "routes")
     clusters = await mesh.proxy_config(ns, pod, "clusters")
@@ -208,11 +209,16 @@ async def logs(request: web.Request) -> web.Response:
     container = request.query.get("container", "app")
     if container not in ("app", "proxy"):
         raise ValueError("container must be app or proxy")
-    if (ns, pod) not in {(str(w["namespace"]), str(w["name"])) for w in await ctx.mesh.workloads()}:
-        raise NotFound(f"no pod {pod} in namespace {ns}")
+    await _known_pod(ctx.mesh, ns, pod)
     lines = int(request.query.get("tailLines", "100"))
     path = drilldown.log_path(ctx.mesh.layout.workload_dir(ns, pod), container)
     return web.json_response(drilldown.tail(path, lines))
+
+
+async def _known_pod(mesh: MeshClient, ns: str, pod: str) -> None:
+    """A pod is a workload trellisd knows; anything else is a 404 before asking further."""
+    if (ns, pod) not in {(str(w["namespace"]), str(w["name"])) for w in await mesh.workloads()}:
+        raise NotFound(f"no pod {pod} in namespace {ns}")
 
 
 async def traces(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from trellis.console.metrics_source import ScrapeTarget
 from trellis.errors import TrellisError
@@ -43,7 +44,7 @@ class MeshClient:
         return {(i["namespace"], i["name"]): i for i in items}
 
     async def resources(self, kind: str | None = None, namespace: str | None = None) -> list[Any]:
-        query = "&".join(f"{k}={v}" for k, v in (("kind", kind), ("namespace", namespace)) if v)
+        query = urlencode([(k, v) for k, v in (("kind", kind), ("namespace", namespace)) if v])
         path = "/resources" + (f"?{query}" if query else "")
         return list((await self.trellisd.acall("GET", path, timeout=10))["items"])
 
@@ -54,7 +55,8 @@ class MeshClient:
             return []
 
     async def proxy_config(self, namespace: str, name: str, kind: str) -> list[Any]:
-        body = await self.trellisd.acall("GET", f"/proxy-config/{namespace}/{name}/{kind}")
+        path = "/proxy-config/" + "/".join(quote(part, safe="") for part in (namespace, name, kind))
+        body = await self.trellisd.acall("GET", path)
         return list(body.get("items", []))
 
     async def apply(self, text: str, namespace: str) -> Any:

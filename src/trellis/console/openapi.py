@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trellis.api.kinds import ALL_KINDS
+
 JSON = "application/json"
 PUBLIC = ("/api/auth/info", "/api/authenticate", "/api/openapi.json")
 YAML = "application/yaml"
@@ -67,11 +69,16 @@ _ENUMS = {
     "kind": ["workloads", "services", "apps"],
     "injectServiceNodes": ["true", "false"],
 }
+# {kind} under /istio/ is a config kind, not an entity kind; Service is Kubernetes, not Istio.
+ISTIO_KINDS = [cls.KIND for cls in ALL_KINDS if cls.KIND != "Service"]
+WRITES = frozenset({"post", "put", "delete"})
 
 
-def _param(name: str, where: str) -> dict[str, Any]:
+def _param(name: str, where: str, path: str = "") -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
-    if name in _ENUMS:
+    if name == "kind" and "/istio/" in path:
+        schema["enum"] = ISTIO_KINDS
+    elif name in _ENUMS:
         schema["enum"] = _ENUMS[name]
     return {"name": name, "in": where, "required": where == "path", "schema": schema}
 
@@ -90,15 +97,27 @@ def _body(kind: str) -> dict[str, Any]:
     return {"required": True, "content": {YAML: {"schema": {"type": "string"}}}}
 
 
-def _responses(path: str) -> dict[str, Any]:
-    ok = {"description": "OK", "content": {JSON: {"schema": {}}}}
-    err = {
-        "description": "error",
+def _error(why: str) -> dict[str, Any]:
+    return {
+        "description": why,
         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
-    out: dict[str, Any] = {"200": ok, "400": err, "404": err}
+
+
+def _responses(method: str, path: str) -> dict[str, Any]:
+    """Every status the server can answer for this operation (server.py's two middlewares)."""
+    out: dict[str, Any] = {
+        "200": {"description": "OK", "content": {JSON: {"schema": {}}}},
+        "400": _error("a bad parameter or body, a token in the URL, or refused by trellisd"),
+        "404": _error("no such entity, resource, pod or API path"),
+    }
+    if path not in PUBLIC or path == "/api/authenticate":
+        out["401"] = _error("no valid token or session")
+        out["403"] = _error("the role is not allowed here (or may not write)")
     if path not in PUBLIC:
-        out.update({"401": err, "403": err})
+        out["502"] = _error("trellisd or the runtime could not be reached or failed")
+    if method in WRITES and path not in PUBLIC and path != "/api/istio/validate":
+        out["409"] = _error("the change clashes with what is stored")
     if path == "/api/logout":
         out["204"] = {"description": "cookie cleared"}
     return out
@@ -107,12 +126,12 @@ def _responses(path: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for method, path, summary, query, body in _OPERATIONS:
-        params = [_param(p.strip("{}"), "path") for p in path.split("/") if p.startswith("{")]
+        params = [_param(p.strip("{}"), "path", path) for p in path.split("/") if p.startswith("{")]
         params += [_param(q, "query") for q in query]
         op: dict[str, Any] = {
             "summary": summary,
             "parameters": params,
-            "responses": _responses(path),
+            "responses": _responses(method, path),
         }
         if body:
             op["requestBody"] = _body(body)

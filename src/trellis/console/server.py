@@ -32,7 +32,7 @@ from trellis.console.context import CONTEXT, ConsoleContext, ConsoleSettings, co
 from trellis.console.mesh_client import MeshClient, ScrapeTargetsFromRuntime
 from trellis.console.metrics_source import EmbeddedSource, MetricsSource, PrometheusSource
 from trellis.console.openapi import openapi_document
-from trellis.errors import Conflict, NotFound, TrellisError, ValidationError
+from trellis.errors import BadRequest, Conflict, NotFound, TrellisError, ValidationError
 from trellis.runtime.layout import Layout
 
 log = logging.getLogger("trellis.console")
@@ -95,8 +95,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     """A mesh-side refusal becomes `{"error"}` with the right status, never a traceback."""
     try:
         return await handler(request)
-    except web.HTTPException:
+    except web.HTTPException as e:
+        if request.path.startswith("/api/") and e.status >= 400:
+            return error(e.status, e.reason)  # aiohttp's own 404/405 as JSON, like ours
         raise
+    except BadRequest as e:
+        return error(e.status, str(e))  # trellisd refused the request: relay its 4xx
     except NotFound as e:
         return error(404, str(e))
     except Conflict as e:

@@ -10,7 +10,14 @@ from typing import Any
 
 import aiohttp
 
-from trellis.errors import Conflict, NotFound, RuntimeProblem, TrellisError, ValidationError
+from trellis.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    RuntimeProblem,
+    TrellisError,
+    ValidationError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,4 +75,6 @@ def _error_for(status: int, data: Any) -> TrellisError:
         return NotFound(message)
     if status == 409:
         return Conflict(message)
+    if 400 <= status < 500:
+        return BadRequest(message, status)  # the request was refused, the server is fine
     return RuntimeProblem(message)
