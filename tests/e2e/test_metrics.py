@@ -175,7 +175,7 @@ def test_both_reporters_count_the_same_requests_with_istio_labels(reviews_v1_onl
     ):
         eventually(
             functools.partial(_settled, mesh, workload, "istio_request_bytes", **match),
-            timeout=60,
+            timeout=120,  # a loaded 2-core machine flushes stats late
             what=f"{workload}'s histograms to catch up",
         )
     client_before = _scrape(mesh)

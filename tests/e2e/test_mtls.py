@@ -253,6 +253,7 @@ def test_plugin_ca_certificates_rotate_without_dropping_a_request(tmp_path: Path
             second = secret_view(mesh, "echo")["secrets"][0]["serial"]
             eventually(
                 lambda: second.lstrip("0") in envoy_serials(mesh, "echo"),
+                timeout=30,
                 what="Envoy to use the new certificate",
             )
         assert load.result["failed"] == 0, load.result
