@@ -37,7 +37,9 @@ def launch_chromium(playwright_chromium: BrowserType) -> Browser:
     return playwright_chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright keeps an event loop running in this thread while
+# it lives, and the asyncio tests that run after tests/console would find it there.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         b = launch_chromium(p.chromium)
