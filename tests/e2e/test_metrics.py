@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -154,11 +155,27 @@ def reviews_v1_only(bookinfo: Mesh) -> Iterator[Mesh]:
         bookinfo.delete_file("virtual-service-all-v1.yaml")
 
 
-def _settled(mesh: Mesh, workload: str, histogram: str, **match: str) -> bool:
-    """Histograms reach the scrape at Envoy's stats flush; counters at once. Measure only
-    when every request counted so far is also in the histogram."""
-    text = _scrape(mesh, workload)
-    return _total(text, histogram + "_count", **match) == _requests(text, **match)
+FLUSH_S = 5.0  # Envoy's default stats_flush_interval: histograms move only at a flush
+
+
+def _settled(mesh: Mesh, workload: str, histogram: str, **match: str) -> Callable[[], bool]:
+    """A check that is true once the histogram's count has not moved for longer than one stats
+    flush, so no sample of an earlier request lands inside the window a test measures.
+
+    (Comparing it with istio_requests_total is not enough: on the destination side that counts
+    requests the sidecar answered itself, e.g. RBAC denials of earlier tests, which never reach
+    the inbound cluster's histograms.)"""
+    seen: list[tuple[float, float]] = []
+
+    def check() -> bool:
+        count = _total(_scrape(mesh, workload), histogram + "_count", **match)
+        now = time.monotonic()
+        if not seen or seen[-1][1] != count:
+            seen.append((now, count))
+            return False
+        return now - seen[-1][0] > FLUSH_S
+
+    return check
 
 
 def _grown(
@@ -174,7 +191,7 @@ def test_both_reporters_count_the_same_requests_with_istio_labels(reviews_v1_onl
         ("reviews-v1", RECEIVED_BY_REVIEWS_V1),
     ):
         eventually(
-            functools.partial(_settled, mesh, workload, "istio_request_bytes", **match),
+            _settled(mesh, workload, "istio_request_bytes", **match),
             timeout=120,  # a loaded 2-core machine flushes stats late
             what=f"{workload}'s histograms to catch up",
         )
