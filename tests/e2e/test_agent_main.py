@@ -143,6 +143,15 @@ async def wait_file(path: Path, proc: subprocess.Popen[str]) -> None:
     await asyncio.to_thread(procs.wait_file, path, TIMEOUT, pid=proc.pid)
 
 
+async def wait_for_text(path: Path, text: str, proc: subprocess.Popen[str]) -> None:
+    """Poll a log file until it holds `text` (or fail after TIMEOUT, or when `proc` ends)."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while text not in (path.read_text() if path.exists() else ""):
+        assert proc.poll() is None, f"agent exited ({proc.returncode}) before {path} had {text!r}"
+        assert asyncio.get_running_loop().time() < deadline, f"{path} never had {text!r}"
+        await asyncio.sleep(0.05)
+
+
 async def test_agent_in_a_pod_captures_runs_envoy_and_app_and_cleans_up(
     agents: Agents, pod: tuple[MeshNetwork, Pod], tmp_path: Path
 ) -> None:
@@ -163,7 +172,8 @@ async def test_agent_in_a_pod_captures_runs_envoy_and_app_and_cleans_up(
         assert procs.is_alive(pids["envoy_pid"]) and procs.is_alive(pids["app_pid"])
         ready = f"http://{web.ip}:15021/healthz/ready"  # host -> pod, not captured
         await asyncio.to_thread(procs.wait_http_ok, ready, TIMEOUT)
-        assert "app up" in (state / "app.log").read_text()
+        # Envoy can be ready before the app's interpreter has printed its first line.
+        await wait_for_text(state / "app.log", "app up", agent)
         stats = f"http://{web.ip}:15090/stats/prometheus"  # served by the agent, not Envoy
         body = await asyncio.to_thread(http_text, stats)
         assert "# TYPE istio_requests_total counter" in body
